@@ -1,0 +1,198 @@
+"""``Config``: the settings of one server, stored and validated; nothing happens until ``load()``.
+
+Modelled on uvicorn's ``Config`` (same parameter names and defaults where uvicorn has them). The
+constructor only stores and checks values, raising ``ConfigError`` naming the setting; ``load()``
+configures logging and imports the app, in that order, and derives what the hot path reads.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from asgi_worker.errors import ConfigError
+from asgi_worker.http.limits import (
+    DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+    DEFAULT_LIMIT_REQUEST_FIELDS,
+    DEFAULT_LIMIT_REQUEST_HEAD,
+    DEFAULT_LIMIT_REQUEST_LINE,
+    HeadLimits,
+)
+from asgi_worker.logs import LOG_LEVELS, LOGGING_CONFIG, configure_logging
+from asgi_worker.options import DEFAULT_TIMEOUT_LIFESPAN, DEFAULT_TIMEOUT_REQUEST_HEADER
+from asgi_worker.types import ASGIApp
+
+__all__ = ["Config"]
+
+_CHOICES = {
+    "loop": ("auto", "asyncio", "uvloop"),
+    "http": ("auto", "h11", "httptools"),
+    "lifespan": ("auto", "on", "off"),
+    "interface": ("auto", "asgi3", "asgi2"),
+}
+
+
+class Config:
+    """Settings for one server process. Pass it to ``Server``; call ``load()`` before serving."""
+
+    def __init__(
+        self,
+        app: ASGIApp | Callable[..., Any] | str,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        uds: str | None = None,
+        fd: int | None = None,
+        loop: str = "auto",
+        http: str = "auto",
+        lifespan: str = "auto",
+        interface: str = "auto",
+        log_config: dict[str, Any] | str | None = LOGGING_CONFIG,
+        log_level: str | int | None = None,
+        access_log: bool = True,
+        server_header: bool = True,
+        date_header: bool = True,
+        root_path: str = "",
+        limit_concurrency: int | None = None,
+        backlog: int = 2048,
+        limit_max_requests: int | None = None,
+        limit_max_requests_jitter: int = 0,
+        timeout_keep_alive: float = 5,
+        timeout_graceful_shutdown: float | None = None,
+        timeout_request_header: float = DEFAULT_TIMEOUT_REQUEST_HEADER,
+        timeout_lifespan_startup: float = DEFAULT_TIMEOUT_LIFESPAN,
+        timeout_lifespan_shutdown: float = DEFAULT_TIMEOUT_LIFESPAN,
+        headers: Sequence[tuple[str, str]] | None = None,
+        factory: bool = False,
+        app_dir: str | None = "",
+        h11_max_incomplete_event_size: int | None = None,
+        limit_request_line: int = DEFAULT_LIMIT_REQUEST_LINE,
+        limit_request_fields: int = DEFAULT_LIMIT_REQUEST_FIELDS,
+        limit_request_field_size: int = DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+        workers: int | None = None,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = _int("port", port, 0, 65535)
+        self.uds = uds
+        self.fd = None if fd is None else _int("fd", fd, 0)
+        self.loop = _choice("loop", loop)
+        self.http = _choice("http", http)
+        self.lifespan = _choice("lifespan", lifespan)
+        self.interface = _choice("interface", interface)
+        self.log_config = log_config
+        if isinstance(log_level, str) and log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
+        self.log_level = log_level
+        self.access_log = access_log
+        self.server_header = server_header
+        self.date_header = date_header
+        if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+            raise ConfigError(f"root_path must start with '/' and not end with one, not {root_path!r}")
+        self.root_path = root_path
+        self.limit_concurrency = None if limit_concurrency is None else _int(
+            "limit_concurrency", limit_concurrency, 1
+        )
+        self.backlog = _int("backlog", backlog, 1)
+        self.limit_max_requests = None if limit_max_requests is None else _int(
+            "limit_max_requests", limit_max_requests, 1
+        )
+        self.limit_max_requests_jitter = _int("limit_max_requests_jitter", limit_max_requests_jitter, 0)
+        self.timeout_keep_alive = _seconds("timeout_keep_alive", timeout_keep_alive)
+        self.timeout_graceful_shutdown = (
+            None
+            if timeout_graceful_shutdown is None
+            else _seconds("timeout_graceful_shutdown", timeout_graceful_shutdown)
+        )
+        self.timeout_request_header = _seconds("timeout_request_header", timeout_request_header)
+        self.timeout_lifespan_startup = _seconds("timeout_lifespan_startup", timeout_lifespan_startup)
+        self.timeout_lifespan_shutdown = _seconds("timeout_lifespan_shutdown", timeout_lifespan_shutdown)
+        self.headers = [_header_pair(pair) for pair in headers or ()]
+        self.factory = factory
+        self.app_dir = app_dir
+        self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
+        self.head_limits = HeadLimits(
+            request_line=_int("limit_request_line", limit_request_line, 0),
+            fields=_int("limit_request_fields", limit_request_fields, 0),
+            field_size=_int("limit_request_field_size", limit_request_field_size, 0),
+            head=DEFAULT_LIMIT_REQUEST_HEAD
+            if h11_max_incomplete_event_size is None
+            else _int("h11_max_incomplete_event_size", h11_max_incomplete_event_size, 0),
+        )
+        self.limit_request_line = limit_request_line
+        self.limit_request_fields = limit_request_fields
+        self.limit_request_field_size = limit_request_field_size
+        self.workers = workers
+        self.loaded = False
+        self.loaded_app: ASGIApp | None = None
+        self.parser_class: Callable[[HeadLimits], Any] | None = None
+        self.max_requests: int | None = None
+
+    def configure_logging(self) -> None:
+        """Apply ``log_config``, ``log_level`` and ``access_log`` to the ``asgi_worker`` loggers."""
+        configure_logging(self.log_config, self.log_level, self.access_log)
+
+    def load(self) -> None:
+        """Configure logging, pick the parser, import the app. Raises ``AppLoadError``/``ConfigError``."""
+        from asgi_worker.apploader import load_app
+
+        if self.loaded:
+            return
+        self.configure_logging()
+        self.parser_class = resolve_parser(self.http)
+        self.loaded_app = load_app(self.app, self.factory, self.interface, self.app_dir or None)
+        self.max_requests = self.limit_max_requests
+        if self.max_requests is not None and self.limit_max_requests_jitter:
+            self.max_requests += random.randint(0, self.limit_max_requests_jitter)
+        self.loaded = True
+
+    @property
+    def encoded_headers(self) -> list[tuple[bytes, bytes]]:
+        """``headers`` as lowercased-name byte pairs, the form a response carries them in."""
+        return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
+
+
+def resolve_parser(http: str) -> Callable[[HeadLimits], Any]:
+    """The parser adapter class for ``--http``: ``auto`` prefers httptools when installed."""
+    if http in ("auto", "httptools"):
+        try:
+            from asgi_worker.http.parse_httptools import HttptoolsParser
+        except ImportError:
+            if http == "httptools":
+                raise ConfigError("--http httptools needs httptools: pip install 'asgi-worker[standard]'") from None
+        else:
+            return HttptoolsParser
+    from asgi_worker.http.parse_h11 import H11Parser
+
+    return H11Parser
+
+
+def _choice(name: str, value: str) -> str:
+    if value not in _CHOICES[name]:
+        raise ConfigError(f"{name} must be one of {', '.join(_CHOICES[name])}, not {value!r}")
+    return value
+
+
+def _int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ConfigError(f"{name} must be a whole number {bounds}, not {value!r}")
+    return value
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{name} must be a number of seconds (0 or more), not {value!r}")
+    return float(value)
+
+
+def _header_pair(pair: Any) -> tuple[str, str]:
+    if isinstance(pair, str):
+        name, sep, value = pair.partition(":")
+        if not sep:
+            raise ConfigError(f"header {pair!r} must be in the form Name:Value")
+        pair = (name, value)
+    name, value = pair[0].strip(), str(pair[1]).strip()
+    if not name or any(c in name for c in " \t\r\n:") or any(c in value for c in "\r\n\0"):
+        raise ConfigError(f"header {name!r} is not a valid header")
+    return name, value

@@ -1,0 +1,269 @@
+"""The asyncio shell around one HTTP/1.1 connection: bytes in, parser events, cycles, bytes out.
+
+Rules:
+- Requests are answered strictly in order. A head that arrives while a response is in progress
+  (pipelining) gets its cycle created and queued, and reading pauses until the queue drains, so a
+  client cannot make us buffer more than one read ahead.
+- Keep-alive survives a response only when both sides agree (request and response heads), the
+  whole request body was read, and the server is not draining. Otherwise we close after writing.
+- Reading also pauses while more than ``READ_HIGH_WATER`` bytes of body wait for the app; ``send``
+  waits while the transport is above its write high-water mark.
+- Timeouts are deadlines swept by the server's tick (see ``clock.py``): one for a head that is
+  being received (or a new connection that says nothing), one for an idle keep-alive connection.
+  None runs while the app is working on a request.
+- A bad request is answered with its own status (``RequestError.status``) after the requests
+  before it, then the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from asgi_worker.errors import RequestError
+from asgi_worker.http.cycle import HttpCycle
+from asgi_worker.http.events import BodyChunk, RequestHead
+from asgi_worker.http.response import encode_error_response
+from asgi_worker.http.scope import ConnectionFacts, build_http_scope
+
+if TYPE_CHECKING:
+    from asgi_worker.context import ServerContext
+
+__all__ = ["READ_HIGH_WATER", "WRITE_HIGH_WATER", "WRITE_LOW_WATER", "HttpConnection"]
+
+logger = logging.getLogger("asgi_worker.error")
+
+# Set explicitly on every transport: uvloop's default low-water mark is 16 bytes, which wakes a
+# paused writer for every few bytes drained. 64 KiB / 16 KiB are asyncio's own defaults.
+WRITE_HIGH_WATER = 65536
+WRITE_LOW_WATER = 16384
+# Request body buffered for the app before we stop reading from the socket.
+READ_HIGH_WATER = 65536
+
+# What the deadline, when it passes, means.
+_NO_DEADLINE, _HEAD_DEADLINE, _IDLE_DEADLINE = range(3)
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection speaking HTTP/1.1. Created by the server's protocol factory."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self._ctx = ctx
+        self.defaults = ctx.defaults
+        self.write_paused = False
+        self.deadline = 0.0
+        self._deadline_kind = _NO_DEADLINE
+        self._current: HttpCycle | None = None  # the cycle whose app is running
+        self._receiving: HttpCycle | None = None  # the cycle body events go to
+        self._pending: deque[HttpCycle | RequestError] = deque()
+        self._reading_paused = False
+        self._closing = False
+        self._write_waiters: list[asyncio.Future[None]] = []
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        ctx = self._ctx
+        self._transport = transport
+        self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        ctx.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self._facts = ConnectionFacts(
+            client=(peer[0], peer[1]) if isinstance(peer, tuple) else None,
+            server=(sock[0], sock[1]) if isinstance(sock, tuple) else (str(sock), None) if sock else None,
+            scheme="https" if transport.get_extra_info("sslcontext") else "http",
+            root_path=ctx.root_path,
+            state=ctx.lifespan_state,
+        )
+        self._parser = ctx.parser_class(ctx.limits)
+        self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._deadline_kind == _IDLE_DEADLINE:
+            self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
+        for event in self._parser.feed(data):
+            kind = type(event)
+            if kind is RequestHead:
+                self._on_head(event)  # type: ignore[arg-type]
+            elif kind is BodyChunk:
+                cycle = self._receiving
+                if cycle is not None:
+                    cycle.feed_body(event.data)  # type: ignore[union-attr]
+                    if cycle.body_size > READ_HIGH_WATER:
+                        self._update_reading()
+            elif isinstance(event, RequestError):
+                self._on_bad_request(event)
+            elif self._receiving is not None:  # REQUEST_END
+                self._receiving.end_body()
+                self._receiving = None
+
+    def eof_received(self) -> bool:
+        # The client shut its sending side. Finish the response in progress if its request is
+        # whole (some clients half-close after a request); otherwise there is nobody to talk to.
+        current = self._current
+        if current is not None and current.request_complete:
+            self._closing = True
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._ctx.connection_closed(self)
+        for cycle in (self._current, self._receiving):
+            if cycle is not None:
+                cycle.disconnect()
+        self._pending.clear()
+        self.write_paused = False
+        self._wake_writers()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writers()
+
+    # CycleHost: called by the cycle.
+
+    def write(self, data: bytes) -> None:
+        """Replaced by ``transport.write`` once connected."""
+        raise RuntimeError("not connected")
+
+    async def wait_writable(self) -> None:
+        """Return once the transport is below its low-water mark, or the connection is gone."""
+        while self.write_paused and not self._transport.is_closing():
+            waiter = self._ctx.loop.create_future()
+            self._write_waiters.append(waiter)
+            await waiter
+
+    def _wake_writers(self) -> None:
+        waiters, self._write_waiters = self._write_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def body_consumed(self) -> None:
+        """The app took buffered body bytes: reading may resume."""
+        if self._reading_paused:
+            self._update_reading()
+
+    def response_complete(self, cycle: HttpCycle, keep_alive: bool) -> None:
+        """The last byte of ``cycle``'s response is written: log it, then serve the next request or close."""
+        ctx = self._ctx
+        if ctx.access_log.enabled:
+            ctx.access_log.log(cycle.scope, cycle.status, cycle.bytes_sent, ctx.loop.time() - cycle.start_time)
+        if cycle is not self._current:
+            return
+        self._current = None
+        if not keep_alive or not cycle.request_complete or self._closing or ctx.draining:
+            self._close()
+            return
+        if self._pending:
+            following = self._pending.popleft()
+            if isinstance(following, RequestError):
+                self._answer_bad_request(following)
+                return
+            self._start(following)
+            self._update_reading()
+        elif self._parser.in_head:
+            self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
+        else:
+            self._set_deadline(_IDLE_DEADLINE, ctx.timeout_keep_alive)
+
+    def abort(self) -> None:
+        """The response cannot be finished properly (an app error mid-body): close the connection."""
+        self._current = None
+        self._close()
+
+    # Requests
+
+    def _on_head(self, head: RequestHead) -> None:
+        ctx = self._ctx
+        cycle = HttpCycle(
+            self,
+            build_http_scope(head, self._facts),
+            head.keep_alive,
+            head.expect_continue,
+            ctx.loop.time() if ctx.access_log.enabled else 0.0,
+        )
+        self._receiving = cycle
+        if self._current is None and not self._pending:
+            self._start(cycle)
+        else:
+            self._pending.append(cycle)
+            self._update_reading()
+
+    def _start(self, cycle: HttpCycle) -> None:
+        ctx = self._ctx
+        self._deadline_kind = _NO_DEADLINE
+        self.deadline = 0.0
+        if not ctx.request_started():  # past limit_max_requests: this worker serves no more
+            self._close()
+            return
+        self._current = cycle
+        if ctx.over_concurrency():
+            cycle.status = 503
+            self.write(encode_error_response(503, self.defaults))
+            self.response_complete(cycle, False)
+            return
+        if ctx.draining:
+            cycle.close_after()
+        ctx.start_task(cycle.run_asgi(ctx.app))
+
+    def _on_bad_request(self, error: RequestError) -> None:
+        self._receiving = None
+        if self._current is None and not self._pending:
+            self._answer_bad_request(error)
+        else:
+            self._pending.append(error)
+
+    def _answer_bad_request(self, error: RequestError) -> None:
+        logger.warning("Invalid HTTP request received: %s", error.detail)
+        self.write(encode_error_response(error.status, self.defaults))
+        self._close()
+
+    # Flow control, deadlines, shutdown
+
+    def _update_reading(self) -> None:
+        receiving = self._receiving
+        pause = bool(self._pending) or (receiving is not None and receiving.body_size > READ_HIGH_WATER)
+        if pause != self._reading_paused and not self._closing:
+            self._reading_paused = pause
+            if pause:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
+
+    def _set_deadline(self, kind: int, timeout: float) -> None:
+        self._deadline_kind = kind
+        self.deadline = self._ctx.loop.time() + timeout if timeout else 0.0
+        if not timeout:
+            self._deadline_kind = _NO_DEADLINE
+
+    def deadline_passed(self) -> None:
+        """Called by the server's sweep when ``deadline`` is in the past."""
+        if self._deadline_kind == _HEAD_DEADLINE and self._parser.in_head:
+            self.write(encode_error_response(408, self.defaults))
+        self._deadline_kind = _NO_DEADLINE
+        self.deadline = 0.0
+        self._close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the response in progress (in-flight ones finish)."""
+        if self._current is None:
+            self._close()
+        else:
+            self._current.close_after()
+            self._pending.clear()
+
+    def _close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._transport.close()

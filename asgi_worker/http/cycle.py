@@ -1,0 +1,313 @@
+"""The one ASGI HTTP request/response cycle, whichever parser fed it.
+
+Rules:
+- The connection pushes request events in (``feed_body``, ``end_body``, ``disconnect``); the app
+  pulls them with ``receive``. Waiters are created only when the app really has to wait, so a GET
+  whose head and end arrived together costs no future and no event.
+- ``receive`` hands out the body, then blocks until the exchange is over and answers
+  ``http.disconnect``: at once when the client has gone, and as soon as the response is complete.
+- ``send`` holds the response head until the first body message, so a small response is one write
+  and an app that fails between ``http.response.start`` and its body still gets a clean 500.
+- The state machine (``CycleState``) rejects a message its state does not allow with an
+  ``AppProtocolError`` naming both. After the client disconnects, ``send`` is a no-op (ASGI 2.4).
+- ``Expect: 100-continue`` is answered on the first ``receive`` that has to wait for the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from asgi_worker.errors import AppProtocolError
+from asgi_worker.http.response import (
+    CHUNKED,
+    CHUNKED_END,
+    CONTENT_LENGTH,
+    CONTINUE_RESPONSE,
+    NO_BODY,
+    DefaultHeaderBlock,
+    ResponsePlan,
+    encode_chunk,
+    encode_error_response,
+    plan_response,
+)
+
+if TYPE_CHECKING:
+    from asgi_worker.types import ASGIApp
+
+__all__ = ["CycleHost", "CycleState", "HttpCycle"]
+
+logger = logging.getLogger("asgi_worker.error")
+
+# Bodies at least this large are written separately from the head instead of copied onto it.
+_COALESCE_LIMIT = 65536
+
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+class CycleState(enum.Enum):
+    AWAITING_START = "awaiting http.response.start"
+    SENDING_BODY = "sending http.response.body"
+    DONE = "response complete"
+    FAILED = "failed"
+
+
+_AWAITING_START = CycleState.AWAITING_START
+_SENDING_BODY = CycleState.SENDING_BODY
+_DONE = CycleState.DONE
+_FAILED = CycleState.FAILED
+
+# The only message each state accepts; every other (state, type) pair is an AppProtocolError.
+_ACCEPTS = {
+    _AWAITING_START: "http.response.start",
+    _SENDING_BODY: "http.response.body",
+}
+
+
+class CycleHost(Protocol):
+    """What a cycle needs from its connection. Implemented by ``http.connection.HttpConnection``."""
+
+    write_paused: bool
+    defaults: DefaultHeaderBlock
+
+    def write(self, data: bytes) -> None: ...
+    async def wait_writable(self) -> None: ...
+    def body_consumed(self) -> None: ...
+    def response_complete(self, cycle: HttpCycle, keep_alive: bool) -> None: ...
+    def abort(self) -> None: ...
+
+
+class HttpCycle:
+    """One request and its response. Created by the connection when a request head arrives."""
+
+    __slots__ = (
+        "_body_done",
+        "_body_handed",
+        "_chunks",
+        "_continue_sent",
+        "_disconnected",
+        "_expect_continue",
+        "_head_only",
+        "_headers",
+        "_host",
+        "_http10",
+        "_keep_alive",
+        "_plan",
+        "_sent",
+        "_waiters",
+        "body_size",
+        "bytes_sent",
+        "scope",
+        "start_time",
+        "state",
+        "status",
+    )
+
+    def __init__(
+        self,
+        host: CycleHost,
+        scope: dict[str, Any],
+        keep_alive: bool,
+        expect_continue: bool,
+        start_time: float,
+    ) -> None:
+        self._host = host
+        self.scope = scope
+        self.state = _AWAITING_START
+        self.status = 0
+        self.bytes_sent = 0
+        self.start_time = start_time
+        self._keep_alive = keep_alive
+        self._expect_continue = expect_continue
+        self._head_only = scope["method"] == "HEAD"
+        self._http10 = scope["http_version"] == "1.0"
+        self._chunks: list[bytes] = []
+        self.body_size = 0  # bytes received and not yet handed to the app
+        self._body_done = False
+        self._body_handed = False
+        self._disconnected = False
+        self._continue_sent = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._headers: Any = ()
+        self._plan: ResponsePlan | None = None
+        self._sent = 0
+
+    @property
+    def request_complete(self) -> bool:
+        """True once the whole request body has been received from the client."""
+        return self._body_done
+
+    # Request side: called by the connection.
+
+    def close_after(self) -> None:
+        """Announce ``connection: close`` if the head is still unwritten (the server is draining)."""
+        self._keep_alive = False
+
+    def feed_body(self, data: bytes) -> None:
+        """Buffer a body chunk for ``receive``. The connection watches ``body_size`` for backpressure."""
+        if self._body_handed:
+            return
+        self._chunks.append(data)
+        self.body_size += len(data)
+        if self._waiters:
+            self._wake()
+
+    def end_body(self) -> None:
+        """The request body is complete."""
+        self._body_done = True
+        if self._waiters:
+            self._wake()
+
+    def disconnect(self) -> None:
+        """The client has gone: wake ``receive`` with ``http.disconnect`` and make ``send`` a no-op."""
+        self._disconnected = True
+        if self._waiters:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = [waiter]
+        else:
+            self._waiters.append(waiter)
+        await waiter
+
+    async def receive(self) -> dict[str, Any]:
+        """ASGI ``receive``: the request body in order, then ``http.disconnect`` when the exchange ends."""
+        if not self._body_handed:
+            if not (self._chunks or self._body_done or self._disconnected):
+                if self._expect_continue and not self._continue_sent and self.state is _AWAITING_START:
+                    self._continue_sent = True
+                    self._host.write(CONTINUE_RESPONSE)
+                await self._wait()
+            if self._chunks or self._body_done:
+                return self._take_body()
+        while not self._disconnected and (self.state is _AWAITING_START or self.state is _SENDING_BODY):
+            await self._wait()
+        return _DISCONNECT
+
+    def _take_body(self) -> dict[str, Any]:
+        chunks = self._chunks
+        if not chunks:
+            body = b""
+        elif len(chunks) == 1:
+            body = chunks[0]
+        else:
+            body = b"".join(chunks)
+        more = not self._body_done
+        self._body_handed = not more
+        if chunks:
+            chunks.clear()
+            self.body_size = 0
+            self._host.body_consumed()
+        return {"type": "http.request", "body": body, "more_body": more}
+
+    # Response side: called by the app.
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """ASGI ``send``. Raises ``AppProtocolError`` for a message the current state does not allow."""
+        if self._disconnected:
+            return
+        mtype = message["type"]
+        state = self.state
+        if mtype != _ACCEPTS.get(state):
+            raise AppProtocolError(f"ASGI message {mtype!r} is not allowed in state {state.value!r}")
+        if state is _AWAITING_START:
+            self.status = message["status"]
+            self._headers = message.get("headers", ())
+            self.state = _SENDING_BODY
+            return
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        host = self._host
+        if host.write_paused:
+            await host.wait_writable()
+            if self._disconnected:
+                return
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = plan_response(
+                self.status,
+                self._headers,
+                host.defaults,
+                None if more else len(body),
+                self._head_only,
+                self._http10,
+                self._keep_alive and (self._body_done or more),
+            )
+            self._write_body(plan, body, more, plan.head)
+        else:
+            self._write_body(plan, body, more, b"")
+        if not more:
+            self.state = _DONE
+            if self._waiters:
+                self._wake()
+            host.response_complete(self, plan.keep_alive)
+
+    def _write_body(self, plan: ResponsePlan, body: bytes, more: bool, head: bytes) -> None:
+        framing = plan.framing
+        self._sent += len(body)
+        if framing == NO_BODY:
+            if head:
+                self._host.write(head)
+            return
+        if framing == CONTENT_LENGTH:
+            if self._sent > plan.content_length:
+                raise AppProtocolError("response body longer than its Content-Length")
+            if not more and self._sent < plan.content_length:
+                raise AppProtocolError("response body shorter than its Content-Length")
+        elif framing == CHUNKED:
+            body = encode_chunk(body) if body else b""
+            if not more:
+                body += CHUNKED_END
+        self.bytes_sent += len(body)
+        if len(body) < _COALESCE_LIMIT:
+            self._host.write(head + body if head else body)
+        else:
+            if head:
+                self._host.write(head)
+            self._host.write(body)
+
+    # The app itself.
+
+    async def run_asgi(self, app: ASGIApp) -> None:
+        """Run the app for this request; turn every way it can fail into a 500 or a closed connection."""
+        try:
+            await app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            self._fail(None)
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if self.state is not _DONE:
+                self._fail(None, "ASGI callable returned without completing the response")
+
+    def _fail(self, exc: BaseException | None, message: str = "") -> None:
+        if exc is not None:
+            logger.error("Exception in ASGI application", exc_info=exc)
+        elif message:
+            logger.error(message)
+        if self.state is _DONE or self.state is _FAILED:
+            return
+        self.state = _FAILED
+        if self._disconnected:
+            return
+        if self._plan is None and (exc is not None or message):
+            self.status = 500
+            data = encode_error_response(500, self._host.defaults)
+            self.bytes_sent = len(data)
+            self._host.write(data)
+            self._host.response_complete(self, False)
+        else:
+            self._host.abort()

@@ -1,0 +1,69 @@
+"""The three events both HTTP parsers emit, and the only thing the connection learns from them.
+
+Whatever library parsed the bytes, a request reaches the rest of the server as one ``RequestHead``,
+zero or more ``BodyChunk`` and one ``RequestEnd`` (the ``REQUEST_END`` singleton). Everything a
+parser adapter decides about framing (keep-alive, expect-continue, upgrade) is already settled in
+the head, so the connection never asks the parser again.
+"""
+
+from __future__ import annotations
+
+__all__ = ["REQUEST_END", "BodyChunk", "Event", "RequestEnd", "RequestHead"]
+
+
+class RequestHead:
+    """A parsed, validated request line and header block.
+
+    ``headers`` are ``(lowercased name, value)`` byte pairs in arrival order, as ASGI wants them.
+    ``upgrade`` is the lowercased ``Upgrade`` token when the client asked to switch protocols with
+    ``Connection: upgrade``, else ``None``.
+    """
+
+    __slots__ = ("expect_continue", "headers", "http_version", "keep_alive", "method", "target", "upgrade")
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        expect_continue: bool,
+        upgrade: bytes | None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.http_version = http_version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.upgrade = upgrade
+
+    def __repr__(self) -> str:
+        return f"RequestHead({self.method} {self.target!r} HTTP/{self.http_version})"
+
+
+class BodyChunk:
+    """A non-empty piece of request body, already de-chunked."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"BodyChunk({len(self.data)} bytes)"
+
+
+class RequestEnd:
+    """The request body is complete. Use the ``REQUEST_END`` singleton; it carries nothing."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "REQUEST_END"
+
+
+REQUEST_END = RequestEnd()
+
+Event = RequestHead | BodyChunk | RequestEnd

@@ -1,0 +1,137 @@
+"""Request-head rules that both parsers share, so the same bytes get the same answer.
+
+The parser libraries disagree at the edges (h11 accepts two equal Content-Length headers, llhttp
+rejects them; h11 accepts unknown methods, llhttp does not). Each adapter turns its library's output
+into a method, target, version and header list and calls ``build_head``; every framing decision is
+made here, once:
+
+- Content-Length and Transfer-Encoding together, or Content-Length twice: 400 (RFC 9112 6.3 lets a
+  server reject; we always do, since a disagreement between hops is how requests get smuggled).
+- Transfer-Encoding other than exactly ``chunked``: 501 (RFC 9112 6.1).
+- HTTP/1.1 without exactly one Host: 400 (RFC 9112 3.2). Versions other than 1.0 and 1.1: 505.
+- Keep-alive: HTTP/1.1 unless ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``.
+- Methods: the set llhttp knows. Another well-formed token gets 501 (RFC 9110 9.1), from both parsers.
+"""
+
+from __future__ import annotations
+
+from asgi_worker.errors import (
+    HeadersTooLarge,
+    MalformedRequest,
+    MethodNotImplemented,
+    TargetTooLong,
+    TransferCodingNotImplemented,
+    VersionNotSupported,
+)
+from asgi_worker.http.events import RequestHead
+from asgi_worker.http.limits import HeadLimits
+
+__all__ = ["KNOWN_METHODS", "build_head", "is_token"]
+
+# llhttp's method table (httptools 0.6+); h11 would take any token, so we hold it to the same set.
+KNOWN_METHODS = frozenset(
+    "DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
+    "UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
+    "UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
+)
+
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+# Header names whose value changes framing; everything else passes through untouched.
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _HOST, _CONNECTION, _EXPECT, _UPGRADE = range(6)
+_FRAMING_NAMES = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"host": _HOST,
+    b"connection": _CONNECTION,
+    b"expect": _EXPECT,
+    b"upgrade": _UPGRADE,
+}
+
+
+def is_token(value: bytes) -> bool:
+    """True when ``value`` is a non-empty RFC 9110 token (method names, header names)."""
+    return bool(value) and not value.translate(None, _TOKEN_CHARS)
+
+
+def build_head(
+    method: str,
+    target: bytes,
+    http_version: str,
+    headers: list[tuple[bytes, bytes]],
+    limits: HeadLimits,
+) -> RequestHead:
+    """Validate a parsed head and settle its framing. ``headers`` must have lowercased names.
+
+    Raises a ``RequestError`` subclass whose ``status`` is the answer to send.
+    """
+    if http_version != "1.1" and http_version != "1.0":
+        raise VersionNotSupported(f"HTTP/{http_version} is not supported")
+    if method not in KNOWN_METHODS:
+        raise MethodNotImplemented(f"method {method!r} is not implemented")
+    if limits.request_line and len(target) > limits.request_line:
+        raise TargetTooLong(f"request target longer than {limits.request_line} bytes")
+    if not target.isascii():
+        raise MalformedRequest("request target is not ASCII")
+    if limits.fields and len(headers) > limits.fields:
+        raise HeadersTooLarge(f"more than {limits.fields} header fields")
+
+    keep_alive = http_version == "1.1"
+    close = False
+    expect_continue = False
+    upgrade_requested = False
+    upgrade: bytes | None = None
+    content_lengths = 0
+    chunked = False
+    hosts = 0
+    head_size = len(target)
+    field_size = limits.field_size
+    get_kind = _FRAMING_NAMES.get
+    for name, value in headers:
+        size = len(name) + len(value)
+        if field_size and size > field_size:
+            raise HeadersTooLarge(f"header field longer than {field_size} bytes")
+        head_size += size + 4
+        kind = get_kind(name)
+        if kind is None:
+            continue
+        if kind == _CONTENT_LENGTH:
+            content_lengths += 1
+            if content_lengths > 1:
+                raise MalformedRequest("more than one Content-Length header")
+            if not value.isdigit():
+                raise MalformedRequest("Content-Length is not a number")
+        elif kind == _TRANSFER_ENCODING:
+            if chunked or value.strip().lower() != b"chunked":
+                raise TransferCodingNotImplemented("only Transfer-Encoding: chunked is supported")
+            chunked = True
+        elif kind == _HOST:
+            hosts += 1
+        elif kind == _CONNECTION:
+            for token in value.lower().split(b","):
+                token = token.strip()
+                if token == b"close":
+                    close = True
+                elif token == b"keep-alive":
+                    keep_alive = True
+                elif token == b"upgrade":
+                    upgrade_requested = True
+        elif kind == _EXPECT:
+            expect_continue = http_version == "1.1" and value.strip().lower() == b"100-continue"
+        else:
+            upgrade = value.strip().lower()
+    if limits.head and head_size > limits.head:
+        raise HeadersTooLarge(f"request head larger than {limits.head} bytes")
+    if content_lengths and chunked:
+        raise MalformedRequest("both Content-Length and Transfer-Encoding")
+    if hosts > 1 or (hosts == 0 and http_version == "1.1"):
+        raise MalformedRequest("HTTP/1.1 needs exactly one Host header")
+    return RequestHead(
+        method,
+        target,
+        http_version,
+        headers,
+        keep_alive and not close,
+        expect_continue,
+        upgrade if upgrade_requested else None,
+    )

@@ -1,0 +1,193 @@
+"""Sans-I/O response encoding: status line, header validation, message framing.
+
+Framing rules (RFC 9112 6, 9110 6.4.1):
+- No body is ever written for HEAD, 1xx, 204 and 304; HEAD still gets the framing headers a GET would.
+- An app-supplied Content-Length is honoured and enforced: sending more is an app error, sending less
+  closes the connection (the client sees a truncated message, never a desynchronised stream).
+- Without one, a response whose first body message is also its last gets ``content-length`` (so a
+  small response is one write: head and body together). A streamed one gets
+  ``transfer-encoding: chunked`` on HTTP/1.1, and is delimited by closing on HTTP/1.0.
+- An app's ``server`` or ``date`` header replaces the default one instead of duplicating it.
+Header names must be tokens and values free of CR, LF and NUL; anything else is refused before a
+byte is written (``AppProtocolError``), so an app can never split a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from http import HTTPStatus
+
+from asgi_worker.errors import AppProtocolError
+from asgi_worker.http.headers import is_token
+
+__all__ = [
+    "CHUNKED",
+    "CLOSE_DELIMITED",
+    "CONTENT_LENGTH",
+    "NO_BODY",
+    "ResponsePlan",
+    "encode_chunk",
+    "encode_error_response",
+    "plan_response",
+    "status_line",
+]
+
+CHUNKED_END = b"0\r\n\r\n"
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Framing of the body that follows the head.
+CONTENT_LENGTH, CHUNKED, CLOSE_DELIMITED, NO_BODY = range(4)
+
+# Pre-encoded status lines for every status the stdlib knows; others are built on demand.
+_STATUS_LINES: dict[int, bytes] = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus
+}
+
+# Length of each header name that changes our framing; checking len() first keeps lower() off the hot path.
+_SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
+
+
+def status_line(status: int) -> bytes:
+    """The ``HTTP/1.1 <status> <reason>\\r\\n`` line; cached for known statuses."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d \r\n" % status
+    return line
+
+
+def reason_phrase(status: int) -> str:
+    """The reason phrase for ``status`` ("" when unknown)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class ResponsePlan:
+    """What ``plan_response`` decided: the encoded head and how the body is framed."""
+
+    __slots__ = ("content_length", "framing", "head", "keep_alive")
+
+    def __init__(self, head: bytes, framing: int, content_length: int, keep_alive: bool) -> None:
+        self.head = head
+        self.framing = framing
+        self.content_length = content_length  # expected body bytes when framing is CONTENT_LENGTH
+        self.keep_alive = keep_alive
+
+
+def plan_response(
+    status: int,
+    headers: Iterable[tuple[bytes, bytes]],
+    defaults: DefaultHeaderBlock,
+    body_length: int | None,
+    head_only: bool,
+    http10: bool,
+    keep_alive: bool,
+) -> ResponsePlan:
+    """Validate the app's head and encode it with framing headers added.
+
+    ``body_length`` is the size of the whole body when the first body message is also the last, else
+    None. ``head_only`` is True for HEAD requests. ``keep_alive`` is the connection's wish; the plan's
+    ``keep_alive`` is the final word (an app's ``connection: close`` or close-delimiting turns it off).
+    Raises ``AppProtocolError`` for an invalid status or header.
+    """
+    if type(status) is not int or not 100 <= status <= 999:
+        raise AppProtocolError(f"invalid HTTP status {status!r}")
+    parts = [status_line(status), b""]  # slot 1: the default block, chosen after the app's headers
+    content_length = -1
+    has_server = has_date = chunked = False
+    for name, value in headers:
+        if not is_token(name) or b"\r" in value or b"\n" in value or b"\0" in value:
+            raise AppProtocolError(f"invalid response header {name!r}: {value!r}")
+        if len(name) in _SPECIAL_LENGTHS:
+            lname = name.lower()
+            if lname == b"content-length":
+                if not value.strip().isdigit():
+                    raise AppProtocolError(f"invalid content-length {value!r}")
+                content_length = int(value)
+            elif lname == b"transfer-encoding":
+                chunked = value.strip().lower().endswith(b"chunked")
+                if not chunked:
+                    keep_alive = False  # a coding we do not frame ourselves: delimit by closing
+            elif lname == b"connection":
+                if b"close" in value.lower():
+                    keep_alive = False
+                continue  # our own connection header below is the one that counts
+            elif lname == b"server":
+                has_server = True
+            elif lname == b"date":
+                has_date = True
+        parts += (name, b": ", value, b"\r\n")
+    parts[1] = defaults.block if not (has_server or has_date) else defaults.without(has_server, has_date)
+
+    if status < 200 or status == 204 or status == 304:
+        framing = NO_BODY
+    elif content_length >= 0:
+        framing = CONTENT_LENGTH
+    elif chunked:
+        framing = CHUNKED
+        if http10:
+            raise AppProtocolError("transfer-encoding: chunked in a response to HTTP/1.0")
+    elif body_length is not None:
+        framing = CONTENT_LENGTH
+        content_length = body_length
+        parts.append(b"content-length: %d\r\n" % body_length)
+    elif http10:
+        framing = CLOSE_DELIMITED
+        keep_alive = False
+    else:
+        framing = CHUNKED
+        parts.append(b"transfer-encoding: chunked\r\n")
+    if not keep_alive:
+        parts.append(b"connection: close\r\n\r\n")
+    elif http10:
+        parts.append(b"connection: keep-alive\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    if head_only:
+        framing = NO_BODY
+    return ResponsePlan(b"".join(parts), framing, content_length, keep_alive)
+
+
+def encode_chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body. ``data`` must not be empty (an empty chunk ends the body)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def encode_error_response(status: int, defaults: DefaultHeaderBlock, message: str = "") -> bytes:
+    """A complete plain-text response that closes the connection, for errors the app never saw."""
+    body = (message or reason_phrase(status)).encode()
+    return b"".join(
+        (
+            status_line(status),
+            defaults.block,
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % len(body),
+            body,
+        )
+    )
+
+
+class DefaultHeaderBlock:
+    """The pre-encoded default header lines (``server``, ``date``, ``--header`` ones).
+
+    ``block`` is what almost every response uses; it is rebuilt by ``refresh`` when the date
+    changes (once a second), never per request.
+    """
+
+    __slots__ = ("_date", "_extra", "_server", "block")
+
+    def __init__(self, server: bytes | None, extra: list[tuple[bytes, bytes]]) -> None:
+        self._server = b"server: %b\r\n" % server if server else b""
+        self._extra = b"".join(b"%b: %b\r\n" % pair for pair in extra)
+        self._date = b""
+        self.block = self._server + self._extra
+
+    def refresh(self, date: bytes | None) -> None:
+        """Set the current date (an IMF-fixdate), or None to send no date header."""
+        self._date = b"date: %b\r\n" % date if date else b""
+        self.block = self._server + self._date + self._extra
+
+    def without(self, server: bool, date: bool) -> bytes:
+        """The block minus the lines the app supplies itself."""
+        return (b"" if server else self._server) + (b"" if date else self._date) + self._extra

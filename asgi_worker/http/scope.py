@@ -1,0 +1,94 @@
+"""Build the ASGI HTTP scope from a parsed head and the facts of its connection.
+
+One dict literal per request, nothing parsed twice: the origin-form target (nearly every request)
+is split on ``?`` rather than handed to a URL parser, and percent-decoding runs only when there is a
+``%``. ``root_path`` is prefixed to ``path`` and ``raw_path``, as uvicorn does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from asgi_worker.http.events import RequestHead
+
+__all__ = ["ASGI_VERSION", "ConnectionFacts", "build_http_scope", "split_target"]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+
+class ConnectionFacts:
+    """What a scope needs from its connection; computed once when the connection is made."""
+
+    __slots__ = ("client", "root_path", "root_path_bytes", "scheme", "server", "state")
+
+    def __init__(
+        self,
+        client: tuple[str, int] | None,
+        server: tuple[str, int | None] | None,
+        scheme: str,
+        root_path: str,
+        state: dict[str, Any],
+    ) -> None:
+        self.client = client
+        self.server = server
+        self.scheme = scheme
+        self.root_path = root_path
+        self.root_path_bytes = root_path.encode()
+        self.state = state
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split a request target into ``(raw_path, query_string)``.
+
+    Origin-form ``/p?q`` is the common case; absolute-form ``http://host/p?q`` loses its scheme and
+    authority; ``*`` (OPTIONS) stays as is.
+    """
+    if target[:1] != b"/" and target != b"*":
+        scheme_end = target.find(b"://")
+        if scheme_end != -1:
+            target = _strip_authority(target[scheme_end + 3 :])
+    raw_path, _, query = target.partition(b"?")
+    fragment = query.find(b"#") if query else raw_path.find(b"#")
+    if fragment != -1:  # never sent by a conforming client; drop it rather than pass it to the app
+        if query:
+            query = query[:fragment]
+        else:
+            raw_path = raw_path[:fragment]
+    return raw_path, query
+
+
+def _strip_authority(rest: bytes) -> bytes:
+    """``host:port/p?q`` -> ``/p?q``; ``host?q`` -> ``/?q``."""
+    for index, byte in enumerate(rest):
+        if byte == 0x2F or byte == 0x3F:  # "/" or "?"
+            return rest[index:] if byte == 0x2F else b"/" + rest[index:]
+    return b"/"
+
+
+def build_http_scope(head: RequestHead, facts: ConnectionFacts) -> dict[str, Any]:
+    """The ``http`` scope for one request. ``state`` is a shallow copy of the lifespan state."""
+    raw_path, query = split_target(head.target)
+    path = raw_path.decode("ascii")
+    if "%" in path:
+        path = unquote(path)
+    root_path = facts.root_path
+    if root_path:
+        path = root_path + path
+        raw_path = facts.root_path_bytes + raw_path
+    state = facts.state
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": head.http_version,
+        "server": facts.server,
+        "client": facts.client,
+        "scheme": facts.scheme,
+        "method": head.method,
+        "root_path": root_path,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": head.headers,
+        "state": state.copy() if state else {},
+    }

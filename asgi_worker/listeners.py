@@ -1,0 +1,75 @@
+"""Listening sockets: bind TCP or a UNIX socket, or adopt an inherited descriptor.
+
+Sockets are created here, not by ``loop.create_server``, so that a supervisor can bind once before
+forking and every worker serves the same sockets. Binding failures become ``StartupError`` with one
+readable line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+
+from asgi_worker.errors import StartupError
+
+__all__ = ["bind_tcp", "bind_unix", "from_fd", "socket_url"]
+
+# uvicorn's default; the kernel caps it at net.core.somaxconn anyway.
+DEFAULT_BACKLOG = 2048
+
+
+def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv6 when the host has a colon)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"could not bind to {host}:{port}: {exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def bind_unix(path: str, backlog: int, mode: int = 0o666) -> socket.socket:
+    """A listening UNIX socket at ``path``; a stale socket file left by a dead server is replaced."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"could not bind to unix socket {path}: {exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def from_fd(fd: int) -> socket.socket:
+    """Adopt an inherited listening socket (family and type are read from the descriptor)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise StartupError(f"file descriptor {fd} is not a usable socket: {exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def socket_url(sock: socket.socket, scheme: str) -> str:
+    """How the "running on" log line names a socket, with the real port when 0 was asked for."""
+    address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix socket {address}"
+    if sock.family == socket.AF_INET6:
+        return f"{scheme}://[{address[0]}]:{address[1]}"
+    return f"{scheme}://{address[0]}:{address[1]}"

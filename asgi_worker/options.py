@@ -1,0 +1,191 @@
+"""Every setting, declared once: its ``Config`` name, flag, environment variable, type and help.
+
+``cli.py`` builds its parser from this table, and a test holds ``Config.__init__`` and ``run()`` to
+the same names and defaults. Flag names are uvicorn 0.54's wherever uvicorn has the setting;
+gunicorn's names (``--limit-request-line`` ...) for the limits only gunicorn has. Each option can
+also come from ``ASGI_WORKER_<NAME>`` in the environment (uvicorn reads ``UVICORN_<NAME>``); a few
+read the variable uvicorn documents (``WEB_CONCURRENCY``, ``FORWARDED_ALLOW_IPS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asgi_worker.http.limits import (
+    DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+    DEFAULT_LIMIT_REQUEST_FIELDS,
+    DEFAULT_LIMIT_REQUEST_LINE,
+)
+
+__all__ = ["OPTIONS", "Option", "env_name"]
+
+# A head that has started must be complete within this many seconds, and a new connection must
+# start one. Apache's mod_reqtimeout allows 20-40 s for the header, nginx's client_header_timeout
+# is 60 s; browsers send a whole head in one packet, so 20 s is generous and still stops slowloris.
+DEFAULT_TIMEOUT_REQUEST_HEADER = 20.0
+# hypercorn bounds lifespan startup and shutdown at 60 s each; uvicorn does not bound them at all.
+DEFAULT_TIMEOUT_LIFESPAN = 60.0
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting. ``kind`` is "value", "flag" (store true), "switch" (--x/--no-x) or "append"."""
+
+    name: str
+    flag: str
+    default: Any
+    help: str
+    type: Callable[[str], Any] | None = str
+    kind: str = "value"
+    choices: tuple[str, ...] | None = None
+    env: str | None = None
+    metavar: str | None = None
+
+
+def env_name(option: Option) -> str:
+    """The environment variable the option is read from when its flag is absent."""
+    return option.env or f"ASGI_WORKER_{option.name.upper()}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "127.0.0.1", "Bind socket to this host."),
+    Option("port", "--port", 8000, "Bind socket to this port. If 0, an available port is picked.", int),
+    Option("uds", "--uds", None, "Bind to a UNIX domain socket."),
+    Option("fd", "--fd", None, "Bind to socket from this file descriptor.", int),
+    Option(
+        "loop", "--loop", "auto", "Event loop implementation.", choices=("auto", "asyncio", "uvloop")
+    ),
+    Option(
+        "http", "--http", "auto", "HTTP parser implementation.", choices=("auto", "h11", "httptools")
+    ),
+    Option("lifespan", "--lifespan", "auto", "Lifespan implementation.", choices=("auto", "on", "off")),
+    Option(
+        "interface",
+        "--interface",
+        "auto",
+        "Select ASGI3 or ASGI2 as the application interface.",
+        choices=("auto", "asgi3", "asgi2"),
+    ),
+    Option("log_config", "--log-config", None, "Logging configuration file (.json or .ini)."),
+    Option(
+        "log_level",
+        "--log-level",
+        None,
+        "Log level. [default: info]",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+    ),
+    Option("access_log", "--access-log", True, "Enable/Disable access log.", kind="switch"),
+    Option("server_header", "--server-header", True, "Enable/Disable default Server header.", kind="switch"),
+    Option("date_header", "--date-header", True, "Enable/Disable default Date header.", kind="switch"),
+    Option("root_path", "--root-path", "", "Set the ASGI 'root_path' for apps mounted below a URL path."),
+    Option(
+        "limit_concurrency",
+        "--limit-concurrency",
+        None,
+        "Maximum number of concurrent connections or tasks to allow, before issuing HTTP 503 responses.",
+        int,
+    ),
+    Option("backlog", "--backlog", 2048, "Maximum number of connections to hold in backlog.", int),
+    Option(
+        "limit_max_requests",
+        "--limit-max-requests",
+        None,
+        "Maximum number of requests to service before terminating the process.",
+        int,
+    ),
+    Option(
+        "limit_max_requests_jitter",
+        "--limit-max-requests-jitter",
+        0,
+        "Maximum jitter to add to limit_max_requests, to stagger worker restarts.",
+        int,
+    ),
+    Option(
+        "timeout_keep_alive",
+        "--timeout-keep-alive",
+        5,
+        "Close Keep-Alive connections if no new data is received within this timeout (seconds).",
+        float,
+    ),
+    Option(
+        "timeout_graceful_shutdown",
+        "--timeout-graceful-shutdown",
+        None,
+        "Maximum number of seconds to wait for graceful shutdown.",
+        float,
+    ),
+    Option(
+        "timeout_request_header",
+        "--timeout-request-header",
+        DEFAULT_TIMEOUT_REQUEST_HEADER,
+        "Close a connection whose request head is not complete within this many seconds (0: never).",
+        float,
+    ),
+    Option(
+        "timeout_lifespan_startup",
+        "--timeout-lifespan-startup",
+        DEFAULT_TIMEOUT_LIFESPAN,
+        "Fail startup if lifespan startup takes longer than this (seconds, 0: never).",
+        float,
+    ),
+    Option(
+        "timeout_lifespan_shutdown",
+        "--timeout-lifespan-shutdown",
+        DEFAULT_TIMEOUT_LIFESPAN,
+        "Abandon lifespan shutdown after this many seconds (0: never).",
+        float,
+    ),
+    Option(
+        "headers",
+        "--header",
+        None,
+        "Specify custom default HTTP response headers as a Name:Value pair (repeatable).",
+        kind="append",
+        metavar="NAME:VALUE",
+    ),
+    Option("factory", "--factory", False, "Treat APP as an application factory.", kind="flag"),
+    Option(
+        "app_dir",
+        "--app-dir",
+        "",
+        "Look for APP in the specified directory, by adding it to the PYTHONPATH. Default: the current one.",
+    ),
+    Option(
+        "h11_max_incomplete_event_size",
+        "--h11-max-incomplete-event-size",
+        None,
+        "Maximum size of a request head in bytes, for both parsers (uvicorn's name). [default: 65536]",
+        int,
+    ),
+    Option(
+        "limit_request_line",
+        "--limit-request-line",
+        DEFAULT_LIMIT_REQUEST_LINE,
+        "Maximum size of the request target in bytes, 0 for no limit (gunicorn's name). Past it: 414.",
+        int,
+    ),
+    Option(
+        "limit_request_fields",
+        "--limit-request-fields",
+        DEFAULT_LIMIT_REQUEST_FIELDS,
+        "Maximum number of request header fields, 0 for no limit (gunicorn's name). Past it: 431.",
+        int,
+    ),
+    Option(
+        "limit_request_field_size",
+        "--limit-request-field-size",
+        DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+        "Maximum size of one request header field, 0 for no limit (gunicorn's name). Past it: 431.",
+        int,
+    ),
+    Option(
+        "workers",
+        "--workers",
+        None,
+        "Number of worker processes: this command runs one; use asgi-supervise for more.",
+        int,
+        env="WEB_CONCURRENCY",
+    ),
+)

@@ -1,0 +1,321 @@
+"""``Server``: one process serving one app on its listening sockets (uvicorn's ``Server`` API).
+
+Lifecycle: ``serve`` = ``startup`` (lifespan startup, listeners) -> ``main_loop`` (waits for the exit
+event; nothing polls) -> ``shutdown``. Graceful shutdown, in order:
+1. stop accepting (close listeners);
+2. close idle connections now; let each busy one finish its response, then close it;
+3. wait for connections and app tasks to finish, up to ``timeout_graceful_shutdown`` (or until a
+   second signal sets ``force_exit``), then cancel the stragglers;
+4. run lifespan shutdown (after the drain, so requests can still use what startup created).
+A periodic tick (``on_tick``) refreshes the Date header and sweeps connection deadlines.
+Signal handlers only record (principle: handlers decide nothing); the loop acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Generator, Sequence
+from types import FrameType
+from typing import Any
+
+from asgi_worker.clock import http_date, tick_interval
+from asgi_worker.config import Config
+from asgi_worker.context import ServerContext, ServerState
+from asgi_worker.errors import StartupError
+from asgi_worker.http.connection import HttpConnection
+from asgi_worker.http.response import DefaultHeaderBlock
+from asgi_worker.lifespan import Lifespan
+from asgi_worker.listeners import bind_tcp, bind_unix, from_fd, socket_url
+from asgi_worker.logs import AccessLog, log_started, pid_line
+from asgi_worker.loops import loop_factory, run_on_new_loop
+
+__all__ = ["HANDLED_SIGNALS", "Server", "ServerState"]
+
+logger = logging.getLogger("asgi_worker.error")
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+SERVER_NAME = b"asgi-worker"
+
+
+class Server:
+    """Runs a ``Config`` until told to exit. Set ``should_exit`` (from any thread) to stop gracefully."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server_state = ServerState()
+        self.started = False
+        self.force_exit = False
+        self._should_exit = False
+        self._exit_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[asyncio.base_events.Server] = []
+        self._captured_signals: list[int] = []
+        self._ctx: ServerContext | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._force_event: asyncio.Event | None = None
+        self._static_headers: list[tuple[bytes, bytes]] = []
+        self._tick_interval = 1.0
+        self.lifespan: Lifespan | None = None
+
+    @property
+    def should_exit(self) -> bool:
+        """True once a graceful stop was asked for. Setting it wakes ``main_loop``, from any thread."""
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and self._exit_event is not None and self._loop is not None:
+            if _on_loop_thread(self._loop):
+                self._exit_event.set()
+            else:
+                self._loop.call_soon_threadsafe(self._exit_event.set)
+
+    def run(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        """Serve on a new event loop of the configured kind until stopped."""
+        self.config.load()
+        run_on_new_loop(self.serve(sockets=sockets), loop_factory(self.config.loop))
+
+    async def serve(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        """Serve on the running loop until stopped; signals are captured meanwhile."""
+        with self.capture_signals():
+            await self._serve(sockets)
+
+    async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
+        config = self.config
+        config.load()
+        self._loop = asyncio.get_running_loop()
+        self._exit_event = asyncio.Event()
+        if self._should_exit:
+            self._exit_event.set()
+        pid_line("Started")
+        await self.startup(sockets=sockets)
+        if self.should_exit:
+            return
+        await self.main_loop()
+        await self.shutdown(sockets=sockets)
+        pid_line("Finished")
+
+    async def startup(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        """Lifespan startup, then listen. On failure: log one line, set ``should_exit``, stay unstarted."""
+        config = self.config
+        assert config.loaded_app is not None
+        self.lifespan = Lifespan(
+            config.loaded_app, config.lifespan, config.timeout_lifespan_startup, config.timeout_lifespan_shutdown
+        )
+        try:
+            await self.lifespan.startup()
+        except StartupError as exc:
+            logger.error("%s", exc)
+            logger.error("Application startup failed. Exiting.")
+            await self.lifespan.shutdown()
+            self.should_exit = True
+            return
+        ctx = self._ctx = self._make_context()
+        ctx.lifespan_state = self.lifespan.state
+        try:
+            owned = sockets is None
+            listening = list(sockets) if sockets is not None else self._bind()
+        except StartupError as exc:
+            logger.error("%s", exc)
+            await self.lifespan.shutdown()
+            self.should_exit = True
+            return
+        loop = asyncio.get_running_loop()
+
+        def factory() -> HttpConnection:
+            return HttpConnection(ctx)
+
+        for sock in listening:
+            self._listeners.append(
+                await loop.create_server(factory, sock=sock, backlog=config.backlog, start_serving=True)
+            )
+        self.on_tick()
+        for sock in listening:
+            if owned or sock.family in (socket.AF_INET, socket.AF_INET6):
+                log_started(socket_url(sock, "http"))
+        self.started = True
+
+    def _make_context(self) -> ServerContext:
+        config = self.config
+        assert config.loaded_app is not None and config.parser_class is not None
+        extra = config.encoded_headers
+        server = next((value for name, value in extra if name == b"server"), SERVER_NAME)
+        extra = [(name, value) for name, value in extra if name != b"server"]
+        defaults = DefaultHeaderBlock(server if config.server_header else None, extra)
+        self._static_headers = ([(b"server", server)] if config.server_header else []) + extra
+        self.server_state.default_headers = list(self._static_headers)
+        self._tick_interval = tick_interval(config.timeout_keep_alive, config.timeout_request_header)
+        access = AccessLog(config.access_log)
+        access.start()
+        ctx = ServerContext(config.loaded_app, self.server_state, defaults, access, _Settings(config))
+        ctx.on_limit_reached = self._max_requests_reached
+        return ctx
+
+    def _bind(self) -> list[socket.socket]:
+        config = self.config
+        if config.fd is not None:
+            return [from_fd(config.fd)]
+        if config.uds is not None:
+            return [bind_unix(config.uds, config.backlog)]
+        return [bind_tcp(config.host, config.port, config.backlog)]
+
+    def _max_requests_reached(self) -> None:
+        logger.warning("Maximum request limit of %d exceeded. Terminating process.", self.config.max_requests)
+        self.should_exit = True
+
+    async def main_loop(self) -> None:
+        """Wait until ``should_exit`` is set (by a signal, ``limit_max_requests`` or the embedding code)."""
+        assert self._exit_event is not None
+        await self._exit_event.wait()
+
+    def on_tick(self) -> None:
+        """Periodic housekeeping: refresh the Date header, close connections past their deadline."""
+        ctx = self._ctx
+        if ctx is None:
+            return
+        loop = ctx.loop
+        now = loop.time()
+        wall = time.time()
+        if ctx.clock.update(now, wall) and self.config.date_header:
+            date = http_date(ctx.clock.wall_second)
+            ctx.defaults.refresh(date)
+            self.server_state.default_headers = [(b"date", date), *self._static_headers]
+        for connection in [c for c in ctx.connections if c.deadline and c.deadline <= now]:
+            connection.deadline_passed()
+        # Wake at the sweep interval, and just after each second turns so the Date header is fresh.
+        until_next_second = 1.0 - (wall % 1.0) + 0.001
+        self._tick_handle = loop.call_at(now + min(self._tick_interval, until_next_second), self.on_tick)
+
+    async def shutdown(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        """Stop accepting, drain (bounded by ``timeout_graceful_shutdown``), then lifespan shutdown."""
+        logger.info("Shutting down")
+        for listener in self._listeners:
+            listener.close()
+        ctx = self._ctx
+        if ctx is not None:
+            for connection in list(ctx.connections):
+                connection.shutdown()
+            await self._wait_drained(ctx)
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+            ctx.access_log.stop()
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
+        if self.lifespan is not None and not self.force_exit:
+            await self.lifespan.shutdown()
+        if self.config.uds and sockets is None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.uds)
+
+    async def _wait_drained(self, ctx: ServerContext) -> None:
+        drained = asyncio.ensure_future(ctx.wait_drained())
+        forced = asyncio.ensure_future(self._wait_forced())
+        try:
+            await asyncio.wait(
+                {drained, forced},
+                timeout=self.config.timeout_graceful_shutdown,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            forced.cancel()
+        if drained.done():
+            return
+        drained.cancel()
+        if ctx.tasks:
+            logger.error("Cancel %d running task(s), timeout graceful shutdown exceeded", len(ctx.tasks))
+        for task in list(ctx.tasks):
+            task.cancel()
+        for connection in list(ctx.connections):
+            connection.abort()
+        await asyncio.gather(*list(ctx.tasks), return_exceptions=True)
+
+    async def _wait_forced(self) -> None:
+        while not self.force_exit:
+            self._force_event = asyncio.Event()
+            await self._force_event.wait()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Route SIGINT/SIGTERM to ``handle_exit`` while serving; restore the previous handlers after.
+
+        Signals that arrived are raised again on exit when the previous handler was Python code
+        (SIGINT's default raises KeyboardInterrupt in the embedding program, as with uvicorn).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        previous = {sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS}
+        for sig in HANDLED_SIGNALS:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
+        for sig in reversed(self._captured_signals):
+            if callable(previous[sig]):
+                signal.raise_signal(sig)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First SIGINT/SIGTERM: graceful stop. A second one: stop waiting for in-flight work."""
+        self._captured_signals.append(sig)
+        if self.should_exit:
+            self.force_exit = True
+            if self._force_event is not None:
+                self._force_event.set()
+        else:
+            self.should_exit = True
+
+
+class _Settings:
+    """The slice of a loaded ``Config`` the connections read (see ``ServerContext``)."""
+
+    def __init__(self, config: Config) -> None:
+        self.parser_class = config.parser_class
+        self.head_limits = config.head_limits
+        self.root_path = config.root_path
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.timeout_request_header = config.timeout_request_header
+        self.limit_concurrency = config.limit_concurrency
+        self.max_requests = config.max_requests
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def run(app: Any, **kwargs: Any) -> None:
+    """Serve ``app`` (an ASGI app or ``"module:attr"``) with ``Config(app, **kwargs)``; uvicorn's ``run``.
+
+    Exits the process with code 3 when startup fails, and 1 when the app cannot be loaded.
+    """
+    from asgi_worker.errors import AppLoadError, ConfigError
+    from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR
+
+    config = Config(app, **kwargs)
+    server = Server(config)
+    try:
+        server.run()
+    except (AppLoadError, ConfigError) as exc:
+        logging.getLogger("asgi_worker.error").error("%s", exc)
+        sys.exit(CONFIG_ERROR)
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(BOOT_ERROR)
