@@ -51,7 +51,7 @@ def resolve_interface(app: Any, interface: str) -> str:
         return interface
     if inspect.isclass(app):
         return "asgi3" if hasattr(app, "__await__") else "asgi2"
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else type(app).__call__
     return "asgi3" if inspect.iscoroutinefunction(call) or _takes_three(call) else "asgi2"
 
 
@@ -77,4 +77,4 @@ def load_app(target: Any, factory: bool, interface: str, app_dir: str | None) ->
     if not callable(app):
         raise AppLoadError(f"the application {target!r} is not callable (got {type(app).__name__})")
     kind = resolve_interface(app, interface)
-    return asgi2_to_asgi3(app) if kind == "asgi2" else app  # type: ignore[no-any-return]
+    return asgi2_to_asgi3(app) if kind == "asgi2" else app

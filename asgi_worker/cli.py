@@ -67,7 +67,7 @@ def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
         parser.add_argument(
             option.flag,
             dest=option.name,
-            type=option.type,
+            type=option.type or str,
             choices=option.choices,
             default=argparse.SUPPRESS,
             metavar=option.metavar,

@@ -90,12 +90,12 @@ class Config:
         if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
             raise ConfigError(f"root_path must start with '/' and not end with one, not {root_path!r}")
         self.root_path = root_path
-        self.limit_concurrency = None if limit_concurrency is None else _int(
-            "limit_concurrency", limit_concurrency, 1
+        self.limit_concurrency = (
+            None if limit_concurrency is None else _int("limit_concurrency", limit_concurrency, 1)
         )
         self.backlog = _int("backlog", backlog, 1)
-        self.limit_max_requests = None if limit_max_requests is None else _int(
-            "limit_max_requests", limit_max_requests, 1
+        self.limit_max_requests = (
+            None if limit_max_requests is None else _int("limit_max_requests", limit_max_requests, 1)
         )
         self.limit_max_requests_jitter = _int("limit_max_requests_jitter", limit_max_requests_jitter, 0)
         self.timeout_keep_alive = _seconds("timeout_keep_alive", timeout_keep_alive)
@@ -159,7 +159,9 @@ def resolve_parser(http: str) -> Callable[[HeadLimits], Any]:
             from asgi_worker.http.parse_httptools import HttptoolsParser
         except ImportError:
             if http == "httptools":
-                raise ConfigError("--http httptools needs httptools: pip install 'asgi-worker[standard]'") from None
+                raise ConfigError(
+                    "--http httptools needs httptools: pip install 'asgi-worker[standard]'"
+                ) from None
         else:
             return HttptoolsParser
     from asgi_worker.http.parse_h11 import H11Parser
@@ -174,7 +176,12 @@ def _choice(name: str, value: str) -> str:
 
 
 def _int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
         bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
         raise ConfigError(f"{name} must be a whole number {bounds}, not {value!r}")
     return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 from asgi_worker.errors import AppProtocolError, StartupError
@@ -138,7 +139,7 @@ class Lifespan:
     async def _receive(self) -> dict[str, Any]:
         return await self._inbox.get()
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: MutableMapping[str, Any]) -> None:
         mtype = message["type"]
         following = _TRANSITIONS.get((self.phase, mtype))
         if following is None:
@@ -147,4 +148,3 @@ class Lifespan:
             self._failure = message.get("message") or ""
         self.phase = following
         self._changed.set()
-

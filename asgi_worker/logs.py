@@ -36,6 +36,8 @@ logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
 # With a plain "%(message)s" formatter an access line reads: client - "request line" status bytes seconds.
 ACCESS_MESSAGE = '%s - "%s %s HTTP/%s" %d %d %.6f'
 
+DEFAULT_ACCESS_FORMAT = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
     "error": logging.ERROR,
@@ -77,7 +79,7 @@ class DefaultFormatter(logging.Formatter):
     def __init__(self, fmt: str | None = None, datefmt: str | None = None, style: str = "%") -> None:
         super().__init__(fmt or "%(levelprefix)s %(message)s", datefmt, style)  # type: ignore[arg-type]
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         record.__dict__["levelprefix"] = f"{record.levelname}:".ljust(9)
         return super().formatMessage(record)
 
@@ -90,16 +92,18 @@ class AccessFormatter(DefaultFormatter):
     """
 
     def __init__(self, fmt: str | None = None, datefmt: str | None = None, style: str = "%") -> None:
-        super().__init__(fmt or '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', datefmt)
+        super().__init__(
+            fmt or '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', datefmt
+        )
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         args = record.args
         if isinstance(args, tuple) and len(args) == 7:
             client, method, target, version, status, _size, _duration = args
             fields = record.__dict__
             fields["client_addr"] = client
             fields["request_line"] = escape_controls(f"{method} {target} HTTP/{version}")
-            fields["status_code"] = f"{status} {reason_phrase(status)}".rstrip()
+            fields["status_code"] = f"{status} {reason_phrase(status)}".rstrip()  # type: ignore[arg-type]
         return super().formatMessage(record)
 
 

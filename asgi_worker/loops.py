@@ -27,7 +27,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
             if name == "uvloop":
                 raise ConfigError("--loop uvloop needs uvloop: pip install 'asgi-worker[standard]'") from None
             return asyncio.new_event_loop
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+        return uvloop.new_event_loop
     raise ConfigError(f"--loop must be one of {', '.join(LOOP_CHOICES)}, not {name!r}")
 
 

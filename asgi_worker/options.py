@@ -54,12 +54,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "--port", 8000, "Bind socket to this port. If 0, an available port is picked.", int),
     Option("uds", "--uds", None, "Bind to a UNIX domain socket."),
     Option("fd", "--fd", None, "Bind to socket from this file descriptor.", int),
-    Option(
-        "loop", "--loop", "auto", "Event loop implementation.", choices=("auto", "asyncio", "uvloop")
-    ),
-    Option(
-        "http", "--http", "auto", "HTTP parser implementation.", choices=("auto", "h11", "httptools")
-    ),
+    Option("loop", "--loop", "auto", "Event loop implementation.", choices=("auto", "asyncio", "uvloop")),
+    Option("http", "--http", "auto", "HTTP parser implementation.", choices=("auto", "h11", "httptools")),
     Option("lifespan", "--lifespan", "auto", "Lifespan implementation.", choices=("auto", "on", "off")),
     Option(
         "interface",

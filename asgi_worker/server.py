@@ -58,13 +58,18 @@ class Server:
         self._exit_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[asyncio.base_events.Server] = []
-        self._captured_signals: list[int] = []
+        self._captured_signals: list[signal.Signals] = []
         self._ctx: ServerContext | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._force_event: asyncio.Event | None = None
         self._static_headers: list[tuple[bytes, bytes]] = []
         self._tick_interval = 1.0
         self.lifespan: Lifespan | None = None
+
+    @property
+    def servers(self) -> list[asyncio.base_events.Server]:
+        """The asyncio servers listening once started (uvicorn's attribute), e.g. to read a port 0 bind."""
+        return list(self._listeners)
 
     @property
     def should_exit(self) -> bool:
@@ -110,7 +115,10 @@ class Server:
         config = self.config
         assert config.loaded_app is not None
         self.lifespan = Lifespan(
-            config.loaded_app, config.lifespan, config.timeout_lifespan_startup, config.timeout_lifespan_shutdown
+            config.loaded_app,
+            config.lifespan,
+            config.timeout_lifespan_startup,
+            config.timeout_lifespan_shutdown,
         )
         try:
             await self.lifespan.startup()
@@ -271,7 +279,7 @@ class Server:
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First SIGINT/SIGTERM: graceful stop. A second one: stop waiting for in-flight work."""
-        self._captured_signals.append(sig)
+        self._captured_signals.append(signal.Signals(sig))
         if self.should_exit:
             self.force_exit = True
             if self._force_event is not None:

@@ -91,11 +91,11 @@ class HttpConnection(asyncio.Protocol):
         for event in self._parser.feed(data):
             kind = type(event)
             if kind is RequestHead:
-                self._on_head(event)  # type: ignore[arg-type]
+                self._on_head(event)
             elif kind is BodyChunk:
                 cycle = self._receiving
                 if cycle is not None:
-                    cycle.feed_body(event.data)  # type: ignore[union-attr]
+                    cycle.feed_body(event.data)
                     if cycle.body_size > READ_HIGH_WATER:
                         self._update_reading()
             elif isinstance(event, RequestError):
@@ -158,7 +158,9 @@ class HttpConnection(asyncio.Protocol):
         """The last byte of ``cycle``'s response is written: log it, then serve the next request or close."""
         ctx = self._ctx
         if ctx.access_log.enabled:
-            ctx.access_log.log(cycle.scope, cycle.status, cycle.bytes_sent, ctx.loop.time() - cycle.start_time)
+            ctx.access_log.log(
+                cycle.scope, cycle.status, cycle.bytes_sent, ctx.loop.time() - cycle.start_time
+            )
         if cycle is not self._current:
             return
         self._current = None

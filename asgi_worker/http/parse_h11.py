@@ -91,8 +91,10 @@ class H11Parser:
             data = data.lstrip(b"\r\n")
         buf += data
         limit = self._limits.request_line
-        if limit and buf.find(b"\n", 0, limit + _REQUEST_LINE_SLACK) == -1 and len(buf) > (
-            limit + _REQUEST_LINE_SLACK
+        if (
+            limit
+            and buf.find(b"\n", 0, limit + _REQUEST_LINE_SLACK) == -1
+            and len(buf) > (limit + _REQUEST_LINE_SLACK)
         ):
             raise TargetTooLong(f"request target longer than {limit} bytes")
         return data
@@ -127,15 +129,15 @@ class H11Parser:
                 raise MalformedRequest("obsolete line folding in request head")
             if head.lower().count(b"\ncontent-length:") > 1:  # h11 merges equal duplicates silently
                 raise MalformedRequest("more than one Content-Length header")
-        head = build_head(
+        parsed = build_head(
             request.method.decode("ascii"),
             request.target,
             request.http_version.decode("ascii"),
             list(request.headers),
             self._limits,
         )
-        self._keep_alive = head.keep_alive
-        return head
+        self._keep_alive = parsed.keep_alive
+        return parsed
 
     def _next_request(self) -> bool:
         """Start reading the next request on the bytes h11 has left; False if there is none to read."""
@@ -153,4 +155,3 @@ class H11Parser:
     def _fail(self, events: list[Event | RequestError], error: RequestError) -> None:
         self._done = True
         events.append(error)
-

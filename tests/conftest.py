@@ -1,0 +1,157 @@
+"""Shared fixtures: a real in-process server on a loopback port, over every loop x parser pair.
+
+Every test that uses ``serve`` fails if the server's event loop reported an unhandled error, and the
+whole session fails if a child process outlives its test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from asgi_worker import Config, Server
+from asgi_worker.loops import loop_factory
+from tests.timing import TIMEOUT
+
+BACKENDS = [
+    pytest.param(("asyncio", "h11"), id="asyncio-h11"),
+    pytest.param(("asyncio", "httptools"), id="asyncio-httptools"),
+    pytest.param(("uvloop", "h11"), id="uvloop-h11"),
+    pytest.param(("uvloop", "httptools"), id="uvloop-httptools"),
+]
+
+
+class RunningServer:
+    """A server running in a background thread; ``port`` is the real port of its port-0 bind."""
+
+    def __init__(self, server: Server, port: int, loop_errors: list[dict[str, Any]]) -> None:
+        self.server = server
+        self.port = port
+        self.loop_errors = loop_errors
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def connect(self, timeout: float = TIMEOUT) -> socket.socket:
+        """A raw client socket, for exact bytes."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        return sock
+
+
+@contextlib.contextmanager
+def run_server(app: Any, loop: str = "asyncio", http: str = "h11", **kwargs: Any) -> Iterator[RunningServer]:
+    """Serve ``app`` on 127.0.0.1:0 in a thread; stop gracefully (bounded) on exit."""
+    kwargs.setdefault("lifespan", "off")
+    kwargs.setdefault("log_config", None)
+    config = Config(app, host="127.0.0.1", port=0, loop=loop, http=http, **kwargs)
+    server = Server(config)
+    loop_errors: list[dict[str, Any]] = []
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        event_loop = loop_factory(loop)()
+        event_loop.set_exception_handler(lambda _loop, context: loop_errors.append(context))
+        asyncio.set_event_loop(event_loop)
+
+        async def main() -> None:
+            task = asyncio.ensure_future(server.serve())
+            while not server.started and not task.done():
+                await asyncio.sleep(0.005)
+            started.set()
+            await task
+
+        try:
+            event_loop.run_until_complete(main())
+        except BaseException as exc:  # reported to the test thread
+            failure.append(exc)
+        finally:
+            started.set()
+            event_loop.close()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert started.wait(TIMEOUT), "server did not start"
+    if failure or not server.started:
+        thread.join(TIMEOUT)
+        raise RuntimeError(f"server failed to start: {failure}")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield RunningServer(server, port, loop_errors)
+    finally:
+        server.should_exit = True
+        thread.join(TIMEOUT)
+        assert not thread.is_alive(), "server did not stop"
+    if failure:
+        raise failure[0]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(loop, http) for every combination; tests take it to run on all four."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def serve(backend: tuple[str, str]) -> Iterator[Callable[..., Any]]:
+    """``with serve(app, **config) as srv:`` runs a server on every backend; loop errors fail the test."""
+    servers: list[RunningServer] = []
+
+    @contextlib.contextmanager
+    def start(app: Any, **kwargs: Any) -> Iterator[RunningServer]:
+        loop, http = backend
+        kwargs.setdefault("loop", loop)
+        kwargs.setdefault("http", http)
+        with run_server(app, **kwargs) as running:
+            servers.append(running)
+            yield running
+
+    yield start
+    for running in servers:
+        assert not running.loop_errors, f"event loop reported errors: {running.loop_errors}"
+
+
+@pytest.fixture(autouse=True)
+def no_stray_children() -> Iterator[None]:
+    """Every child process a test starts must be gone when it ends."""
+    yield
+    children = psutil.Process().children(recursive=True)
+    if children:
+        gone, alive = psutil.wait_procs(children, timeout=TIMEOUT)
+        for child in alive:
+            child.kill()
+        assert not alive, f"test left processes behind: {[c.pid for c in alive]}"
+
+
+def read_response(sock: socket.socket, timeout: float = TIMEOUT) -> bytes:
+    """Read until the server closes the connection (or ``timeout``); returns everything received."""
+    sock.settimeout(timeout)
+    chunks = []
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def read_until(sock: socket.socket, marker: bytes, timeout: float = TIMEOUT) -> bytes:
+    """Read until ``marker`` has arrived (or the peer closes, or ``timeout``)."""
+    sock.settimeout(timeout)
+    data = b""
+    with contextlib.suppress(TimeoutError):
+        while marker not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
