@@ -1,0 +1,98 @@
+"""Import rules and public surfaces: what STYLE.md writes down, enforced."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+import asgi_worker
+from asgi_worker import Config
+from asgi_worker.cli import build_parser
+from asgi_worker.options import OPTIONS
+
+PACKAGE = Path(asgi_worker.__file__).parent
+
+# Sans-I/O modules: no event loop, no sockets, no clock, no OS.
+PURE_MODULES = [
+    "http/events.py",
+    "http/headers.py",
+    "http/limits.py",
+    "http/response.py",
+    "http/scope.py",
+    "http/parse_h11.py",
+    "http/parse_httptools.py",
+    "errors.py",
+    "exitcodes.py",
+    "clock.py",
+]
+IMPURE = {"asyncio", "socket", "time", "os", "selectors", "threading"}
+
+# Each foreign library is imported in exactly one module.
+ONLY_IN = {
+    "httptools": "http/parse_httptools.py",
+    "h11": "http/parse_h11.py",
+    "uvloop": "loops.py",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_modules_do_no_io(module):
+    assert not imported_modules(PACKAGE / module) & IMPURE
+
+
+@pytest.mark.parametrize("library", sorted(ONLY_IN))
+def test_foreign_library_imported_in_one_place(library):
+    users = sorted(
+        str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if library in imported_modules(path)
+    )
+    assert users == [ONLY_IN[library]]
+
+
+def test_public_api():
+    assert sorted(asgi_worker.__all__) == ["Config", "Server", "__version__", "run"]
+    for name in asgi_worker.__all__:
+        assert hasattr(asgi_worker, name)
+
+
+def test_option_table_matches_config_signature():
+    parameters = inspect.signature(Config.__init__).parameters
+    config_names = [name for name in parameters if name not in ("self", "app", "log_config")]
+    table = {option.name: option for option in OPTIONS if option.name != "log_config"}
+    assert sorted(config_names) == sorted(table)
+    for name, option in table.items():
+        assert parameters[name].default == option.default, name
+
+
+def test_cli_flags_come_from_the_table():
+    flags = {flag for action in build_parser()._actions for flag in action.option_strings}
+    for option in OPTIONS:
+        assert option.flag in flags
+        if option.kind == "switch":
+            assert "--no-" + option.flag[2:] in flags
+
+
+def test_uvicorn_flag_names_kept():
+    # Settings this project shares with uvicorn keep uvicorn's flag spelling.
+    flags = {option.flag for option in OPTIONS}
+    for flag in (
+        "--host --port --uds --fd --loop --http --lifespan --interface --log-config --log-level "
+        "--access-log --server-header --date-header --root-path --limit-concurrency --backlog "
+        "--limit-max-requests --limit-max-requests-jitter --timeout-keep-alive "
+        "--timeout-graceful-shutdown --header --factory --app-dir --h11-max-incomplete-event-size "
+        "--workers"
+    ).split():
+        assert flag in flags
