@@ -63,8 +63,11 @@ def _takes_three(call: Any) -> bool:
 
 
 def load_app(target: Any, factory: bool, interface: str, app_dir: str | None) -> ASGIApp:
-    """Import (and with ``factory`` call) the app, then wrap it as an ASGI 3 callable."""
-    if app_dir is not None:
+    """Import (and with ``factory`` call) the app, then wrap it as an ASGI 3 callable.
+
+    ``app_dir`` goes first on ``sys.path`` ("" is the working directory, as with uvicorn); None adds nothing.
+    """
+    if app_dir is not None and app_dir not in sys.path:
         sys.path.insert(0, app_dir)
     app = import_from_string(target)
     if factory:

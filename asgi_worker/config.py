@@ -140,7 +140,7 @@ class Config:
             return
         self.configure_logging()
         self.parser_class = resolve_parser(self.http)
-        self.loaded_app = load_app(self.app, self.factory, self.interface, self.app_dir or None)
+        self.loaded_app = load_app(self.app, self.factory, self.interface, self.app_dir)
         self.max_requests = self.limit_max_requests
         if self.max_requests is not None and self.limit_max_requests_jitter:
             self.max_requests += random.randint(0, self.limit_max_requests_jitter)

@@ -56,6 +56,7 @@ class ServerContext:
         self.timeout_request_header: float = settings.timeout_request_header
         self.limit_concurrency: int | None = settings.limit_concurrency
         self.max_requests: int | None = settings.max_requests
+        self.limited = self.max_requests is not None or self.limit_concurrency is not None
         self.draining = False
         self.on_limit_reached: Callable[[], None] = lambda: None
         self._drained: asyncio.Event | None = None
@@ -75,13 +76,8 @@ class ServerContext:
         limit = self.limit_concurrency
         return limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit)
 
-    def start_task(self, coro: Any) -> None:
-        """Run an app coroutine as a task the server waits for on shutdown."""
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def task_done(self, task: asyncio.Task[None]) -> None:
+        """Done-callback of every app task in ``tasks``: forget it, wake ``wait_drained`` if last."""
         self.tasks.discard(task)
         if self.draining:
             self._check_drained()

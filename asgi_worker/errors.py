@@ -19,7 +19,6 @@ __all__ = [
     "ConfigError",
     "HeadersTooLarge",
     "MalformedRequest",
-    "MethodNotImplemented",
     "RequestError",
     "ServerError",
     "StartupError",
@@ -77,11 +76,6 @@ class TargetTooLong(RequestError):
 class HeadersTooLarge(RequestError):
     status = 431
     reason = b"Request Header Fields Too Large"
-
-
-class MethodNotImplemented(RequestError):
-    status = 501
-    reason = b"Not Implemented"
 
 
 class TransferCodingNotImplemented(RequestError):

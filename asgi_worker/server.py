@@ -128,8 +128,6 @@ class Server:
             await self.lifespan.shutdown()
             self.should_exit = True
             return
-        ctx = self._ctx = self._make_context()
-        ctx.lifespan_state = self.lifespan.state
         try:
             owned = sockets is None
             listening = list(sockets) if sockets is not None else self._bind()
@@ -138,6 +136,8 @@ class Server:
             await self.lifespan.shutdown()
             self.should_exit = True
             return
+        ctx = self._ctx = self._make_context()
+        ctx.lifespan_state = self.lifespan.state
         loop = asyncio.get_running_loop()
 
         def factory() -> HttpConnection:

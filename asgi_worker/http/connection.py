@@ -176,8 +176,9 @@ class HttpConnection(asyncio.Protocol):
             self._update_reading()
         elif self._parser.in_head:
             self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
-        else:
-            self._set_deadline(_IDLE_DEADLINE, ctx.timeout_keep_alive)
+        elif ctx.timeout_keep_alive:
+            self._deadline_kind = _IDLE_DEADLINE
+            self.deadline = ctx.loop.time() + ctx.timeout_keep_alive
 
     def abort(self) -> None:
         """The response cannot be finished properly (an app error mid-body): close the connection."""
@@ -206,18 +207,24 @@ class HttpConnection(asyncio.Protocol):
         ctx = self._ctx
         self._deadline_kind = _NO_DEADLINE
         self.deadline = 0.0
-        if not ctx.request_started():  # past limit_max_requests: this worker serves no more
-            self._close()
-            return
+        if ctx.limited:  # only pay for the limit checks when a limit is set
+            if not ctx.request_started():  # past limit_max_requests: this worker serves no more
+                self._close()
+                return
+            if ctx.over_concurrency():
+                self._current = cycle
+                cycle.status = 503
+                self.write(encode_error_response(503, self.defaults))
+                self.response_complete(cycle, False)
+                return
+        else:
+            ctx.state.total_requests += 1
         self._current = cycle
-        if ctx.over_concurrency():
-            cycle.status = 503
-            self.write(encode_error_response(503, self.defaults))
-            self.response_complete(cycle, False)
-            return
         if ctx.draining:
             cycle.close_after()
-        ctx.start_task(cycle.run_asgi(ctx.app))
+        task = ctx.loop.create_task(cycle.run_asgi(ctx.app))
+        ctx.tasks.add(task)
+        task.add_done_callback(ctx.task_done)
 
     def _on_bad_request(self, error: RequestError) -> None:
         self._receiving = None

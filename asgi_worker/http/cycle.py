@@ -59,10 +59,13 @@ _SENDING_BODY = CycleState.SENDING_BODY
 _DONE = CycleState.DONE
 _FAILED = CycleState.FAILED
 
-# The only message each state accepts; every other (state, type) pair is an AppProtocolError.
-_ACCEPTS = {
-    _AWAITING_START: "http.response.start",
-    _SENDING_BODY: "http.response.body",
+# The transition table: the one message each state accepts, and the state it leads to (a body
+# message with more_body=False leads to DONE instead). Every other pair is an AppProtocolError.
+# ``send`` checks the two live rows with ``is`` rather than a dict lookup: hashing an Enum member
+# runs Python code, and this is paid on every message.
+TRANSITIONS = {
+    (_AWAITING_START, "http.response.start"): _SENDING_BODY,
+    (_SENDING_BODY, "http.response.body"): _SENDING_BODY,
 }
 
 
@@ -218,13 +221,15 @@ class HttpCycle:
             return
         mtype = message["type"]
         state = self.state
-        if mtype != _ACCEPTS.get(state):
-            raise AppProtocolError(f"ASGI message {mtype!r} is not allowed in state {state.value!r}")
-        if state is _AWAITING_START:
+        if state is _SENDING_BODY and mtype == "http.response.body":
+            pass
+        elif state is _AWAITING_START and mtype == "http.response.start":
             self.status = message["status"]
             self._headers = message.get("headers", ())
             self.state = _SENDING_BODY
             return
+        else:
+            raise AppProtocolError(f"ASGI message {mtype!r} is not allowed in state {state.value!r}")
         body = message.get("body", b"")
         more = message.get("more_body", False)
         host = self._host

@@ -10,7 +10,9 @@ made here, once:
 - Transfer-Encoding other than exactly ``chunked``: 501 (RFC 9112 6.1).
 - HTTP/1.1 without exactly one Host: 400 (RFC 9112 3.2). Versions other than 1.0 and 1.1: 505.
 - Keep-alive: HTTP/1.1 unless ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``.
-- Methods: the set llhttp knows. Another well-formed token gets 501 (RFC 9110 9.1), from both parsers.
+- Methods: the set llhttp knows; any other is 400 from both parsers. (RFC 9110 9.1 prefers 501,
+  but llhttp cannot tell an unknown method from garbage in every chunking, and one answer for the
+  same bytes matters more.) HTTP/0.9 and unknown 1.x versions are 400, 2.0 and later 505.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 from asgi_worker.errors import (
     HeadersTooLarge,
     MalformedRequest,
-    MethodNotImplemented,
     TargetTooLong,
     TransferCodingNotImplemented,
     VersionNotSupported,
@@ -26,7 +27,7 @@ from asgi_worker.errors import (
 from asgi_worker.http.events import RequestHead
 from asgi_worker.http.limits import HeadLimits
 
-__all__ = ["KNOWN_METHODS", "build_head", "is_token"]
+__all__ = ["KNOWN_METHODS", "TOKEN_CHARS", "build_head", "is_token"]
 
 # llhttp's method table (httptools 0.6+); h11 would take any token, so we hold it to the same set.
 KNOWN_METHODS = frozenset(
@@ -69,7 +70,7 @@ KNOWN_METHODS = frozenset(
     )
 )
 
-_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # Header names whose value changes framing; everything else passes through untouched.
 _CONTENT_LENGTH, _TRANSFER_ENCODING, _HOST, _CONNECTION, _EXPECT, _UPGRADE = range(6)
@@ -85,7 +86,7 @@ _FRAMING_NAMES = {
 
 def is_token(value: bytes) -> bool:
     """True when ``value`` is a non-empty RFC 9110 token (method names, header names)."""
-    return bool(value) and not value.translate(None, _TOKEN_CHARS)
+    return bool(value) and not value.translate(None, TOKEN_CHARS)
 
 
 def build_head(
@@ -100,9 +101,13 @@ def build_head(
     Raises a ``RequestError`` subclass whose ``status`` is the answer to send.
     """
     if http_version != "1.1" and http_version != "1.0":
+        if http_version[:2] in ("0.", "1."):  # HTTP/0.9 or a 1.x we do not know: not a valid request
+            raise MalformedRequest(f"HTTP/{http_version} is not a valid request version")
         raise VersionNotSupported(f"HTTP/{http_version} is not supported")
     if method not in KNOWN_METHODS:
-        raise MethodNotImplemented(f"method {method!r} is not implemented")
+        raise MalformedRequest(f"unknown method {method!r}")
+    if target[:1] != b"/" and target != b"*" and b"://" not in target and method != "CONNECT":
+        raise MalformedRequest("request target is not in origin, absolute or asterisk form")
     if limits.request_line and len(target) > limits.request_line:
         raise TargetTooLong(f"request target longer than {limits.request_line} bytes")
     if not target.isascii():

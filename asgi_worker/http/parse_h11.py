@@ -39,6 +39,9 @@ _BY_STATUS_HINT: dict[int, type[RequestError]] = {
     501: TransferCodingNotImplemented,
 }
 
+# Bytes no request head may contain (CR, LF and TAB are the line structure and whitespace).
+_CONTROL_BYTES = bytes(b for b in range(0x20) if b not in (0x09, 0x0A, 0x0D)) + b"\x7f"
+
 _Request, _Data, _EndOfMessage = h11.Request, h11.Data, h11.EndOfMessage
 _NEED_DATA, _PAUSED = h11.NEED_DATA, h11.PAUSED
 
@@ -127,6 +130,8 @@ class H11Parser:
                 raise MalformedRequest("bare LF line ending in request head")
             if b"\n " in head or b"\n\t" in head:
                 raise MalformedRequest("obsolete line folding in request head")
+            if len(head.translate(None, _CONTROL_BYTES)) != len(head):  # llhttp refuses these too
+                raise MalformedRequest("control character in request head")
             if head.lower().count(b"\ncontent-length:") > 1:  # h11 merges equal duplicates silently
                 raise MalformedRequest("more than one Content-Length header")
         parsed = build_head(

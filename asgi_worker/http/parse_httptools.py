@@ -5,6 +5,8 @@ events of every request completed or begun in that chunk, in order. Bad input ne
 ``feed``: the ``RequestError`` that answers it is the last item of the list and the parser is dead
 afterwards, so requests pipelined before the garbage are still served (nothing lost).
 
+Upgrade requests: see the ``HttpParserUpgrade`` branch of ``feed``; their body is read like any other.
+
 Memory: llhttp buffers an unfinished token itself, so a client could stream an endless header value.
 Besides the exact checks in ``build_head`` we count the bytes of every chunk that starts and ends
 inside the same head; past the head limit that is a 431 before the head ever completes.
@@ -16,15 +18,9 @@ from __future__ import annotations
 
 import httptools
 
-from asgi_worker.errors import (
-    HeadersTooLarge,
-    MalformedRequest,
-    MethodNotImplemented,
-    RequestError,
-    TargetTooLong,
-)
+from asgi_worker.errors import HeadersTooLarge, MalformedRequest, RequestError, TargetTooLong
 from asgi_worker.http.events import REQUEST_END, BodyChunk, Event
-from asgi_worker.http.headers import build_head, is_token
+from asgi_worker.http.headers import build_head
 from asgi_worker.http.limits import HeadLimits
 
 __all__ = ["HttptoolsParser"]
@@ -47,6 +43,8 @@ class HttptoolsParser:
         "_keep_alive",
         "_limits",
         "_parser",
+        "_swallow_head",
+        "_upgrade_framing",
         "_url",
     )
 
@@ -61,6 +59,8 @@ class HttptoolsParser:
         self._head_bytes = 0
         self._keep_alive = True
         self._done = False
+        self._upgrade_framing: bytes | None = None
+        self._swallow_head = False
 
     @property
     def in_head(self) -> bool:
@@ -77,27 +77,27 @@ class HttptoolsParser:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops at the end of a request that asked to switch protocols. We answer it
-            # over HTTP (the WebSocket layer decides before this), so parse the rest afresh.
-            offset = exc.args[0]
+            # llhttp stops right after the head of a request that asks to switch protocols and
+            # leaves its body unparsed. We answer such a request over HTTP, so its body must still
+            # be read as a body (else it would be parsed as more requests: smuggling). A fresh
+            # parser is primed with a swallowed head carrying the same framing, then fed the rest.
+            rest = data[exc.args[0] :]
             self._parser = httptools.HttpRequestParser(self)
-            if offset < len(data) and not self._done:
-                events.extend(self.feed(data[offset:]))
+            if self._upgrade_framing is not None:
+                rest = self._upgrade_framing + rest
+                self._upgrade_framing = None
+                self._swallow_head = True
+            if rest and not self._done:
+                events.extend(self.feed(rest))
             self._events = events
         except httptools.HttpParserCallbackError as exc:
             self._fail(exc.__context__ if isinstance(exc.__context__, RequestError) else None, exc)
-        except httptools.HttpParserInvalidMethodError as exc:
-            method = data.split(b" ", 1)[0]
-            if not events and not was_in_head and is_token(method) and len(method) <= 32:
-                self._fail(MethodNotImplemented(f"method {method[:32]!r} is not implemented"), exc)
-            else:
-                self._fail(None, exc)
         except httptools.HttpParserError as exc:
             self._fail(None, exc)
         if self._in_head and not self._done:
             if was_in_head and not self._head_ended:
                 self._head_bytes += len(data)
-                if self._limits.head and self._head_bytes > self._limits.head:
+                if self._limits.head and self._head_bytes > 2 * self._limits.head:
                     self._fail(HeadersTooLarge(f"request head larger than {self._limits.head} bytes"), None)
             else:
                 self._head_bytes = 0
@@ -127,8 +127,10 @@ class HttptoolsParser:
             raise TargetTooLong(f"request target longer than {limit} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:  # a trailer field after a chunked body: dropped, as h11 does
+            return
         headers = self._headers
-        headers.append((name.lower(), value))
+        headers.append((name.lower(), value.rstrip(b" \t")))  # trailing OWS is not part of the value
         limits = self._limits
         if limits.fields and len(headers) > limits.fields:
             raise HeadersTooLarge(f"more than {limits.fields} header fields")
@@ -136,6 +138,9 @@ class HttptoolsParser:
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_ended = True
+        if self._swallow_head:  # the stand-in head of an upgrade request's body: not a request
+            self._swallow_head = False
+            return
         parser = self._parser
         head = build_head(
             parser.get_method().decode("ascii"),
@@ -145,12 +150,26 @@ class HttptoolsParser:
             self._limits,
         )
         self._keep_alive = head.keep_alive
+        if head.upgrade is not None:
+            self._upgrade_framing = _framing_head(head.headers)
         self._events.append(head)
 
     def on_body(self, body: bytes) -> None:
         self._events.append(BodyChunk(body))
 
     def on_message_complete(self) -> None:
+        if self._upgrade_framing is not None:  # llhttp skipped the body; it ends after the re-parse
+            return
         self._events.append(REQUEST_END)
         if not self._keep_alive:
             self._done = True
+
+
+def _framing_head(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """A stand-in head with the same body framing as ``headers``; None when there is no body."""
+    for name, value in headers:
+        if name == b"content-length" and value != b"0":
+            return b"PUT / HTTP/1.1\r\nHost: -\r\nContent-Length: %b\r\n\r\n" % value
+        if name == b"transfer-encoding":
+            return b"PUT / HTTP/1.1\r\nHost: -\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return None

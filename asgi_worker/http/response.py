@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 
 from asgi_worker.errors import AppProtocolError
-from asgi_worker.http.headers import is_token
+from asgi_worker.http.headers import TOKEN_CHARS
 
 __all__ = [
     "CHUNKED",
@@ -97,7 +97,13 @@ def plan_response(
     content_length = -1
     has_server = has_date = chunked = False
     for name, value in headers:
-        if not is_token(name) or b"\r" in value or b"\n" in value or b"\0" in value:
+        if (
+            not name
+            or name.translate(None, TOKEN_CHARS)
+            or b"\r" in value
+            or b"\n" in value
+            or b"\0" in value
+        ):
             raise AppProtocolError(f"invalid response header {name!r}: {value!r}")
         if len(name) in _SPECIAL_LENGTHS:
             lname = name.lower()

@@ -68,7 +68,11 @@ def _strip_authority(rest: bytes) -> bytes:
 
 def build_http_scope(head: RequestHead, facts: ConnectionFacts) -> dict[str, Any]:
     """The ``http`` scope for one request. ``state`` is a shallow copy of the lifespan state."""
-    raw_path, query = split_target(head.target)
+    target = head.target
+    if target[:1] == b"/" and b"#" not in target:  # origin-form: nearly every request
+        raw_path, _, query = target.partition(b"?")
+    else:
+        raw_path, query = split_target(target)
     path = raw_path.decode("ascii")
     if "%" in path:
         path = unquote(path)

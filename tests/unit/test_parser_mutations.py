@@ -5,7 +5,8 @@ duplicate, delete or swap slices, insert CR, LF, NUL, SP, HTAB, ':' or CRLF), an
 to both parsers whole and in seeded random chunks. Whatever the bytes, ``feed`` must return a list
 of ``RequestHead``, ``BodyChunk``, ``REQUEST_END`` and at most one ``RequestError`` (last, and
 ``[]`` ever after), events must follow ``(head body* end)*``, and nothing may raise. Which answer a
-mutant gets is not checked here: the corpus replay pins answers.
+mutant gets is not checked here: the corpus replay pins answers. Nor is whether a head changes after
+``feed`` returned it: only trailer fields do that, and ``valid/013-chunked-trailers`` pins it.
 
 Everything is driven by stdlib ``random`` with fixed seeds, so a failure names its fixture, mutant
 number and operations, and replays identically.
@@ -93,7 +94,7 @@ def check_stream(parser_name: str, chunks: list[bytes], case: Case) -> list[str]
     try:
         for piece in chunks:
             checker.feed(piece)
-        outcome = checker.finish()
+        outcome = checker.finish(check_heads=False)
     except Exception as exc:  # anything escaping feed is the bug this test exists to find
         return [f"feed raised {exc!r}"]
     return outcome.problems
@@ -112,5 +113,7 @@ def test_mutants_have_closed_outcomes(case: Case) -> None:
         for parser_name in PARSERS:
             for split_name, chunks in splits.items():
                 for problem in check_stream(parser_name, chunks, case):
-                    failures.append(f"mutant {number} ({steps}) {parser_name} {split_name}: {problem}; bytes {data!r}")
+                    failures.append(
+                        f"mutant {number} ({steps}) {parser_name} {split_name}: {problem}; bytes {data!r}"
+                    )
     assert not failures, "\n".join(failures[:10])
