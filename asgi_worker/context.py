@@ -76,8 +76,8 @@ class ServerContext:
         limit = self.limit_concurrency
         return limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit)
 
-    def task_done(self, task: asyncio.Task[None]) -> None:
-        """Done-callback of every app task in ``tasks``: forget it, wake ``wait_drained`` if last."""
+    def task_finished(self, task: asyncio.Task[None] | None) -> None:
+        """An app task is ending: forget it, and wake ``wait_drained`` if it was the last thing running."""
         self.tasks.discard(task)
         if self.draining:
             self._check_drained()

@@ -86,9 +86,8 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._deadline_kind == _IDLE_DEADLINE:
-            self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
-        for event in self._parser.feed(data):
+        parser = self._parser
+        for event in parser.feed(data):
             kind = type(event)
             if kind is RequestHead:
                 self._on_head(event)
@@ -103,12 +102,14 @@ class HttpConnection(asyncio.Protocol):
             elif self._receiving is not None:  # REQUEST_END
                 self._receiving.end_body()
                 self._receiving = None
+        if self._deadline_kind == _IDLE_DEADLINE and parser.in_head:  # a head has begun: time it
+            self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
 
     def eof_received(self) -> bool:
         # The client shut its sending side. Finish the response in progress if its request is
         # whole (some clients half-close after a request); otherwise there is nobody to talk to.
         current = self._current
-        if current is not None and current.request_complete:
+        if current is not None and current.body_done:
             self._closing = True
             return True
         return False
@@ -164,7 +165,7 @@ class HttpConnection(asyncio.Protocol):
         if cycle is not self._current:
             return
         self._current = None
-        if not keep_alive or not cycle.request_complete or self._closing or ctx.draining:
+        if not keep_alive or not cycle.body_done or self._closing or ctx.draining:
             self._close()
             return
         if self._pending:
@@ -222,9 +223,8 @@ class HttpConnection(asyncio.Protocol):
         self._current = cycle
         if ctx.draining:
             cycle.close_after()
-        task = ctx.loop.create_task(cycle.run_asgi(ctx.app))
+        task = cycle.task = ctx.loop.create_task(cycle.run_asgi(ctx.app, ctx))
         ctx.tasks.add(task)
-        task.add_done_callback(ctx.task_done)
 
     def _on_bad_request(self, error: RequestError) -> None:
         self._receiving = None

@@ -37,7 +37,7 @@ from asgi_worker.http.response import (
 if TYPE_CHECKING:
     from asgi_worker.types import ASGIApp
 
-__all__ = ["CycleHost", "CycleState", "HttpCycle"]
+__all__ = ["CycleHost", "CycleState", "HttpCycle", "TaskRegistry"]
 
 logger = logging.getLogger("asgi_worker.error")
 
@@ -69,6 +69,12 @@ TRANSITIONS = {
 }
 
 
+class TaskRegistry(Protocol):
+    """Where app tasks are counted (``ServerContext``)."""
+
+    def task_finished(self, task: asyncio.Task[None] | None) -> None: ...
+
+
 class CycleHost(Protocol):
     """What a cycle needs from its connection. Implemented by ``http.connection.HttpConnection``."""
 
@@ -86,26 +92,23 @@ class HttpCycle:
     """One request and its response. Created by the connection when a request head arrives."""
 
     __slots__ = (
-        "_body_done",
         "_body_handed",
         "_chunks",
-        "_continue_sent",
         "_disconnected",
         "_expect_continue",
-        "_head_only",
         "_headers",
         "_host",
-        "_http10",
         "_keep_alive",
         "_plan",
-        "_sent",
         "_waiters",
+        "body_done",
         "body_size",
         "bytes_sent",
         "scope",
         "start_time",
         "state",
         "status",
+        "task",
     )
 
     def __init__(
@@ -120,27 +123,19 @@ class HttpCycle:
         self.scope = scope
         self.state = _AWAITING_START
         self.status = 0
-        self.bytes_sent = 0
+        self.bytes_sent = 0  # response body bytes written (what access logs call the size)
         self.start_time = start_time
+        self.task: asyncio.Task[None] | None = None
         self._keep_alive = keep_alive
-        self._expect_continue = expect_continue
-        self._head_only = scope["method"] == "HEAD"
-        self._http10 = scope["http_version"] == "1.0"
-        self._chunks: list[bytes] = []
-        self.body_size = 0  # bytes received and not yet handed to the app
-        self._body_done = False
+        self._expect_continue = expect_continue  # cleared once "100 Continue" is written
+        self._chunks: list[bytes] | None = None
+        self.body_size = 0  # request body bytes received and not yet handed to the app
+        self.body_done = False  # the whole request body has been received
         self._body_handed = False
         self._disconnected = False
-        self._continue_sent = False
         self._waiters: list[asyncio.Future[None]] | None = None
         self._headers: Any = ()
         self._plan: ResponsePlan | None = None
-        self._sent = 0
-
-    @property
-    def request_complete(self) -> bool:
-        """True once the whole request body has been received from the client."""
-        return self._body_done
 
     # Request side: called by the connection.
 
@@ -152,14 +147,17 @@ class HttpCycle:
         """Buffer a body chunk for ``receive``. The connection watches ``body_size`` for backpressure."""
         if self._body_handed:
             return
-        self._chunks.append(data)
+        if self._chunks is None:
+            self._chunks = [data]
+        else:
+            self._chunks.append(data)
         self.body_size += len(data)
         if self._waiters:
             self._wake()
 
     def end_body(self) -> None:
         """The request body is complete."""
-        self._body_done = True
+        self.body_done = True
         if self._waiters:
             self._wake()
 
@@ -186,12 +184,12 @@ class HttpCycle:
     async def receive(self) -> dict[str, Any]:
         """ASGI ``receive``: the request body in order, then ``http.disconnect`` when the exchange ends."""
         if not self._body_handed:
-            if not (self._chunks or self._body_done or self._disconnected):
-                if self._expect_continue and not self._continue_sent and self.state is _AWAITING_START:
-                    self._continue_sent = True
+            if not (self._chunks or self.body_done or self._disconnected):
+                if self._expect_continue and self.state is _AWAITING_START:
+                    self._expect_continue = False
                     self._host.write(CONTINUE_RESPONSE)
                 await self._wait()
-            if self._chunks or self._body_done:
+            if self._chunks or self.body_done:
                 return self._take_body()
         while not self._disconnected and (self.state is _AWAITING_START or self.state is _SENDING_BODY):
             await self._wait()
@@ -205,7 +203,7 @@ class HttpCycle:
             body = chunks[0]
         else:
             body = b"".join(chunks)
-        more = not self._body_done
+        more = not self.body_done
         self._body_handed = not more
         if chunks:
             chunks.clear()
@@ -239,16 +237,28 @@ class HttpCycle:
                 return
         plan = self._plan
         if plan is None:
+            scope = self.scope
             plan = self._plan = plan_response(
                 self.status,
                 self._headers,
                 host.defaults,
                 None if more else len(body),
-                self._head_only,
-                self._http10,
-                self._keep_alive and (self._body_done or more),
+                scope["method"] == "HEAD",
+                scope["http_version"] == "1.0",
+                self._keep_alive and (self.body_done or more),
             )
-            self._write_body(plan, body, more, plan.head)
+            size = len(body)
+            if (
+                not more
+                and plan.framing == CONTENT_LENGTH
+                and size == plan.content_length
+                and size < _COALESCE_LIMIT
+            ):
+                # The common case: the whole response in one message, head and body in one write.
+                self.bytes_sent = size
+                host.write(plan.head + body)
+            else:
+                self._write_body(plan, body, more, plan.head)
         else:
             self._write_body(plan, body, more, b"")
         if not more:
@@ -259,21 +269,20 @@ class HttpCycle:
 
     def _write_body(self, plan: ResponsePlan, body: bytes, more: bool, head: bytes) -> None:
         framing = plan.framing
-        self._sent += len(body)
+        self.bytes_sent += len(body)
         if framing == NO_BODY:
             if head:
                 self._host.write(head)
             return
         if framing == CONTENT_LENGTH:
-            if self._sent > plan.content_length:
+            if self.bytes_sent > plan.content_length:
                 raise AppProtocolError("response body longer than its Content-Length")
-            if not more and self._sent < plan.content_length:
+            if not more and self.bytes_sent < plan.content_length:
                 raise AppProtocolError("response body shorter than its Content-Length")
         elif framing == CHUNKED:
             body = encode_chunk(body) if body else b""
             if not more:
                 body += CHUNKED_END
-        self.bytes_sent += len(body)
         if len(body) < _COALESCE_LIMIT:
             self._host.write(head + body if head else body)
         else:
@@ -283,8 +292,11 @@ class HttpCycle:
 
     # The app itself.
 
-    async def run_asgi(self, app: ASGIApp) -> None:
-        """Run the app for this request; turn every way it can fail into a 500 or a closed connection."""
+    async def run_asgi(self, app: ASGIApp, tasks: TaskRegistry) -> None:
+        """Run the app for this request; turn every way it can fail into a 500 or a closed connection.
+
+        Runs as ``self.task``, which it removes from ``tasks`` when done (cheaper than a done-callback).
+        """
         try:
             await app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
         except asyncio.CancelledError:
@@ -297,6 +309,8 @@ class HttpCycle:
         else:
             if self.state is not _DONE:
                 self._fail(None, "ASGI callable returned without completing the response")
+        finally:
+            tasks.task_finished(self.task)
 
     def _fail(self, exc: BaseException | None, message: str = "") -> None:
         if exc is not None:
@@ -310,9 +324,7 @@ class HttpCycle:
             return
         if self._plan is None and (exc is not None or message):
             self.status = 500
-            data = encode_error_response(500, self._host.defaults)
-            self.bytes_sent = len(data)
-            self._host.write(data)
+            self._host.write(encode_error_response(500, self._host.defaults))
             self._host.response_complete(self, False)
         else:
             self._host.abort()
