@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from asgi_worker.accesslog import AccessLog
 from asgi_worker.clock import Clock
 from asgi_worker.http.limits import HeadLimits
 from asgi_worker.http.response import DefaultHeaderBlock
-from asgi_worker.logs import AccessLog
 from asgi_worker.types import ASGIApp
 
 __all__ = ["ServerContext", "ServerState"]

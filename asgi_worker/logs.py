@@ -1,12 +1,8 @@
-"""Logging setup and the access log.
+"""Logging setup and the formatters.
 
 Loggers: ``asgi_worker.error`` (server events and app tracebacks, to stderr) and
-``asgi_worker.access`` (one line per completed response, to stdout), both under ``asgi_worker``.
-
-Access logging must not cost the event loop: whether it is on is decided once (``AccessLog.enabled``),
-a line is logged only when its response is complete (so status, size and duration are final), and
-records are handed to a thread that formats and writes them, so a slow stdout never blocks the loop.
-Request text in access lines is escaped: control characters become ``\\xNN`` (no log injection).
+``asgi_worker.access`` (one line per completed response, to stdout; see ``accesslog.py``), both
+under ``asgi_worker``.
 """
 
 from __future__ import annotations
@@ -14,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-import logging.handlers
 import os
-import queue
 from typing import Any
 
 from asgi_worker.http.response import reason_phrase
@@ -25,7 +19,6 @@ __all__ = [
     "LOGGING_CONFIG",
     "TRACE_LOG_LEVEL",
     "AccessFormatter",
-    "AccessLog",
     "DefaultFormatter",
     "configure_logging",
 ]
@@ -105,58 +98,6 @@ class AccessFormatter(DefaultFormatter):
             fields["request_line"] = escape_controls(f"{method} {target} HTTP/{version}")
             fields["status_code"] = f"{status} {reason_phrase(status)}".rstrip()  # type: ignore[arg-type]
         return super().formatMessage(record)
-
-
-class _HandoffHandler(logging.handlers.QueueHandler):
-    """Queues records for the writer thread as they are: formatting happens over there."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
-
-
-class AccessLog:
-    """The access log of one server: decides once whether to log, then logs completed responses."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.logger = logging.getLogger("asgi_worker.access")
-        self.enabled = enabled and self.logger.isEnabledFor(logging.INFO)
-        self._listener: logging.handlers.QueueListener | None = None
-
-    def start(self) -> None:
-        """Move the access logger's handlers onto a writer thread. Pair with ``stop``."""
-        handlers = self.logger.handlers
-        if not self.enabled or not handlers or self._listener is not None:
-            return
-        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self._listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
-        self._handlers = list(handlers)
-        self.logger.handlers = [_HandoffHandler(records)]
-        self._listener.start()
-
-    def stop(self) -> None:
-        """Flush what is queued and give the handlers back to the logger."""
-        if self._listener is not None:
-            self._listener.stop()
-            self.logger.handlers = self._handlers
-            self._listener = None
-
-    def log(self, scope: dict[str, Any], status: int, size: int, duration: float) -> None:
-        """Log one completed response. Call only when ``enabled``."""
-        client = scope["client"]
-        query = scope["query_string"]
-        target = scope["raw_path"].decode("latin-1")
-        if query:
-            target = f"{target}?{query.decode('latin-1')}"
-        self.logger.info(
-            ACCESS_MESSAGE,
-            f"{client[0]}:{client[1]}" if client else "-",
-            scope["method"],
-            target,
-            scope["http_version"],
-            status,
-            size,
-            duration,
-        )
 
 
 def configure_logging(

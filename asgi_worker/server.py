@@ -26,6 +26,7 @@ from collections.abc import Generator, Sequence
 from types import FrameType
 from typing import Any
 
+from asgi_worker.accesslog import AccessLog
 from asgi_worker.clock import http_date, tick_interval
 from asgi_worker.config import Config
 from asgi_worker.context import ServerContext, ServerState
@@ -34,7 +35,7 @@ from asgi_worker.http.connection import HttpConnection
 from asgi_worker.http.response import DefaultHeaderBlock
 from asgi_worker.lifespan import Lifespan
 from asgi_worker.listeners import bind_tcp, bind_unix, from_fd, socket_url
-from asgi_worker.logs import AccessLog, log_started, pid_line
+from asgi_worker.logs import log_started, pid_line
 from asgi_worker.loops import loop_factory, run_on_new_loop
 
 __all__ = ["HANDLED_SIGNALS", "Server", "ServerState"]
