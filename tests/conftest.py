@@ -125,7 +125,7 @@ def no_stray_children() -> Iterator[None]:
     yield
     children = psutil.Process().children(recursive=True)
     if children:
-        gone, alive = psutil.wait_procs(children, timeout=TIMEOUT)
+        _gone, alive = psutil.wait_procs(children, timeout=TIMEOUT)
         for child in alive:
             child.kill()
         assert not alive, f"test left processes behind: {[c.pid for c in alive]}"
