@@ -242,12 +242,14 @@ class Server:
             return
         drained.cancel()
         if ctx.tasks:
-            logger.error("Cancel %d running task(s), timeout graceful shutdown exceeded", len(ctx.tasks))
+            why = "forced exit" if self.force_exit else "timeout graceful shutdown exceeded"
+            logger.error("Cancel %d running task(s), %s", len(ctx.tasks), why)
         for task in list(ctx.tasks):
             task.cancel()
         for connection in list(ctx.connections):
             connection.abort()
         await asyncio.gather(*list(ctx.tasks), return_exceptions=True)
+        ctx.tasks.clear()  # a task cancelled before its first step never ran its own cleanup
 
     async def _wait_forced(self) -> None:
         while not self.force_exit:
