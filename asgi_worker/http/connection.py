@@ -60,6 +60,7 @@ class HttpConnection(asyncio.Protocol):
         self._pending: deque[HttpCycle | RequestError] = deque()
         self._reading_paused = False
         self._closing = False
+        self._peer_eof = False
         self._write_waiters: list[asyncio.Future[None]] = []
 
     # asyncio.Protocol
@@ -106,11 +107,14 @@ class HttpConnection(asyncio.Protocol):
             self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
 
     def eof_received(self) -> bool:
-        # The client shut its sending side. Finish the response in progress if its request is
-        # whole (some clients half-close after a request); otherwise there is nobody to talk to.
+        # The client shut its sending side (a half-close, or the first half of a full close: we
+        # cannot tell which). A whole request in progress still gets its response, then we close;
+        # an app waiting in receive() learns now that nothing more will come (http.disconnect).
         current = self._current
         if current is not None and current.body_done:
-            self._closing = True
+            self._peer_eof = True
+            self._pending.clear()
+            current.peer_closed()
             return True
         return False
 
@@ -165,7 +169,7 @@ class HttpConnection(asyncio.Protocol):
         if cycle is not self._current:
             return
         self._current = None
-        if not keep_alive or not cycle.body_done or self._closing or ctx.draining:
+        if not keep_alive or not cycle.body_done or self._closing or self._peer_eof or ctx.draining:
             self._close()
             return
         if self._pending:
@@ -227,7 +231,18 @@ class HttpConnection(asyncio.Protocol):
         ctx.tasks.add(task)
 
     def _on_bad_request(self, error: RequestError) -> None:
-        self._receiving = None
+        broken, self._receiving = self._receiving, None
+        if broken is not None and broken is self._current:
+            # The body of the request being served is malformed: end that request now (its app
+            # sees http.disconnect) and answer the client, rather than wait behind a stuck app.
+            self._current = None
+            if broken.abandon():
+                self._answer_bad_request(error)
+            else:
+                self._close()
+            return
+        if broken is not None and self._pending and self._pending[-1] is broken:
+            self._pending.pop()  # a queued request with a broken body is never started
         if self._current is None and not self._pending:
             self._answer_bad_request(error)
         else:

@@ -99,6 +99,7 @@ class HttpCycle:
         "_headers",
         "_host",
         "_keep_alive",
+        "_peer_eof",
         "_plan",
         "_waiters",
         "body_done",
@@ -133,6 +134,7 @@ class HttpCycle:
         self.body_done = False  # the whole request body has been received
         self._body_handed = False
         self._disconnected = False
+        self._peer_eof = False
         self._waiters: list[asyncio.Future[None]] | None = None
         self._headers: Any = ()
         self._plan: ResponsePlan | None = None
@@ -167,6 +169,20 @@ class HttpCycle:
         if self._waiters:
             self._wake()
 
+    def peer_closed(self) -> None:
+        """The client will send nothing more: ``receive`` answers ``http.disconnect``, ``send`` works."""
+        self._peer_eof = True
+        if self._waiters:
+            self._wake()
+
+    def abandon(self) -> bool:
+        """The request turned out malformed mid-body: treat the client as gone for the app.
+
+        Returns True when no response byte was written yet (the connection can still answer 400).
+        """
+        self.disconnect()
+        return self._plan is None
+
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, None
         for waiter in waiters or ():
@@ -191,7 +207,9 @@ class HttpCycle:
                 await self._wait()
             if self._chunks or self.body_done:
                 return self._take_body()
-        while not self._disconnected and (self.state is _AWAITING_START or self.state is _SENDING_BODY):
+        while not (self._disconnected or self._peer_eof) and (
+            self.state is _AWAITING_START or self.state is _SENDING_BODY
+        ):
             await self._wait()
         return _DISCONNECT
 

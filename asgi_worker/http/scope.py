@@ -83,7 +83,7 @@ def build_http_scope(head: RequestHead, facts: ConnectionFacts) -> dict[str, Any
     state = facts.state
     return {
         "type": "http",
-        "asgi": ASGI_VERSION,
+        "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh: middleware may write to it
         "http_version": head.http_version,
         "server": facts.server,
         "client": facts.client,
