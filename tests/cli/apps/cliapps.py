@@ -1,0 +1,40 @@
+"""Apps served by the CLI tests in real subprocesses."""
+
+import asyncio
+
+
+async def hello(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def slow(scope, receive, send):
+    """Answers after ``?seconds`` (default 1): an in-flight request to stop the server under."""
+    if scope["type"] != "http":
+        return
+    await asyncio.sleep(float(scope["query_string"] or b"1"))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"done"})
+
+
+async def failing_startup(scope, receive, send):
+    assert scope["type"] == "lifespan"
+    await receive()
+    await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+
+
+def factory():
+    return hello
+
+
+class ASGI2App:
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        await hello(self.scope, receive, send)
+
+
+not_callable = 42
