@@ -80,11 +80,13 @@ class Server:
     @should_exit.setter
     def should_exit(self, value: bool) -> None:
         self._should_exit = value
-        if value and self._exit_event is not None and self._loop is not None:
-            if _on_loop_thread(self._loop):
+        loop = self._loop
+        if value and self._exit_event is not None and loop is not None and not loop.is_closed():
+            if _on_loop_thread(loop):
                 self._exit_event.set()
             else:
-                self._loop.call_soon_threadsafe(self._exit_event.set)
+                with contextlib.suppress(RuntimeError):  # the loop closed in between: nothing to wake
+                    loop.call_soon_threadsafe(self._exit_event.set)
 
     def run(self, sockets: Sequence[socket.socket] | None = None) -> None:
         """Serve on a new event loop of the configured kind until stopped."""
