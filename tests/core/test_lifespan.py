@@ -60,7 +60,9 @@ def test_shutdown_after_drain(serve):
         result = []
         thread = threading.Thread(target=lambda: result.append(httpx.get(srv.url + "/slow", timeout=TIMEOUT)))
         thread.start()
-        time.sleep(0.1)
+        deadline = time.monotonic() + TIMEOUT
+        while ("request", "/slow") not in events and time.monotonic() < deadline:
+            time.sleep(0.01)  # stop only once the request is in flight
     thread.join(TIMEOUT)
     assert result[0].status_code == 200
     assert events[-1] == "lifespan.shutdown" and events.index(("request", "/slow")) < len(events) - 1
