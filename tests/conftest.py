@@ -155,3 +155,15 @@ def read_until(sock: socket.socket, marker: bytes, timeout: float = TIMEOUT) -> 
                 break
             data += chunk
     return data
+
+
+def read_exact(sock: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes (the length of the response the test expects), or what came before EOF."""
+    sock.settimeout(TIMEOUT)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data

@@ -12,7 +12,7 @@ import socket
 import httpx
 import pytest
 
-from tests.conftest import read_until
+from tests.conftest import read_exact, read_until
 from tests.timing import TICK, TIMEOUT
 
 EXACT = {"server_header": False, "date_header": False}
@@ -39,18 +39,6 @@ def read_to_close(sock: socket.socket) -> bytes:
     sock.settimeout(TIMEOUT)
     data = b""
     while chunk := sock.recv(65536):
-        data += chunk
-    return data
-
-
-def read_exact(sock: socket.socket, size: int) -> bytes:
-    """Exactly ``size`` bytes (the length of the response the test expects), or what came before EOF."""
-    sock.settimeout(TIMEOUT)
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
         data += chunk
     return data
 

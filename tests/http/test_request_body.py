@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import read_until
+from tests.conftest import read_exact, read_until
 from tests.timing import TICK, TIMEOUT
 
 EXACT = {"server_header": False, "date_header": False}
@@ -37,17 +37,6 @@ def read_to_close(sock: socket.socket) -> bytes:
             data += chunk
     except ConnectionResetError:  # closed with our unread bytes in its buffer: still a close
         pass
-    return data
-
-
-def read_exact(sock: socket.socket, size: int) -> bytes:
-    sock.settimeout(TIMEOUT)
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
     return data
 
 
