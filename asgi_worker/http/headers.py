@@ -27,7 +27,7 @@ from asgi_worker.errors import (
 from asgi_worker.http.events import RequestHead
 from asgi_worker.http.limits import HeadLimits
 
-__all__ = ["KNOWN_METHODS", "TOKEN_CHARS", "build_head", "is_token"]
+__all__ = ["KNOWN_METHODS", "METHOD_NAMES", "TOKEN_CHARS", "build_head", "is_token"]
 
 # llhttp's method table (httptools 0.6+); h11 would take any token, so we hold it to the same set.
 KNOWN_METHODS = frozenset(
@@ -70,6 +70,9 @@ KNOWN_METHODS = frozenset(
     )
 )
 
+# Method bytes -> str, so the hot path looks a method up instead of decoding it.
+METHOD_NAMES = {name.encode(): name for name in KNOWN_METHODS}
+
 TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # Header names whose value changes framing; everything else passes through untouched.
@@ -106,7 +109,7 @@ def build_head(
         raise VersionNotSupported(f"HTTP/{http_version} is not supported")
     if method not in KNOWN_METHODS:
         raise MalformedRequest(f"unknown method {method!r}")
-    if target[:1] != b"/" and target != b"*" and b"://" not in target and method != "CONNECT":
+    if (not target or target[0] != 0x2F) and target != b"*" and b"://" not in target and method != "CONNECT":
         raise MalformedRequest("request target is not in origin, absolute or asterisk form")
     if limits.request_line and len(target) > limits.request_line:
         raise TargetTooLong(f"request target longer than {limits.request_line} bytes")

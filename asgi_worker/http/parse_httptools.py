@@ -20,7 +20,7 @@ import httptools
 
 from asgi_worker.errors import HeadersTooLarge, MalformedRequest, RequestError, TargetTooLong
 from asgi_worker.http.events import REQUEST_END, BodyChunk, Event
-from asgi_worker.http.headers import build_head
+from asgi_worker.http.headers import METHOD_NAMES, build_head
 from asgi_worker.http.limits import HeadLimits
 
 __all__ = ["HttptoolsParser"]
@@ -127,11 +127,9 @@ class HttptoolsParser:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:  # a trailer field after a chunked body: dropped, as h11 does
             return
-        headers = self._headers
-        headers.append((name.lower(), value.rstrip(b" \t")))  # trailing OWS is not part of the value
-        limits = self._limits
-        if limits.fields and len(headers) > limits.fields:
-            raise HeadersTooLarge(f"more than {limits.fields} header fields")
+        # Trailing OWS is not part of the value. The field count and sizes are checked once, by
+        # build_head; meanwhile the byte guard in feed() bounds what a head can make us hold.
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -140,8 +138,9 @@ class HttptoolsParser:
             self._swallow_head = False
             return
         parser = self._parser
+        method = parser.get_method()
         head = build_head(
-            parser.get_method().decode("ascii"),
+            METHOD_NAMES.get(method) or method.decode("ascii"),
             self._url,
             parser.get_http_version(),
             self._headers,

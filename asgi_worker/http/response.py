@@ -43,6 +43,10 @@ _STATUS_LINES: dict[int, bytes] = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus
 }
 
+# Pre-encoded content-length lines for the small bodies most responses have.
+_CACHED_LENGTHS = 4096
+_CONTENT_LENGTH_LINES = [b"content-length: %d\r\n" % n for n in range(_CACHED_LENGTHS)]
+
 # Length of each header name that changes our framing; checking len() first keeps lower() off the hot path.
 _SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
 
@@ -137,7 +141,11 @@ def plan_response(
     elif body_length is not None:
         framing = CONTENT_LENGTH
         content_length = body_length
-        parts.append(b"content-length: %d\r\n" % body_length)
+        parts.append(
+            _CONTENT_LENGTH_LINES[body_length]
+            if body_length < _CACHED_LENGTHS
+            else b"content-length: %d\r\n" % body_length
+        )
     elif http10:
         framing = CLOSE_DELIMITED
         keep_alive = False

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import httpx
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI
 from pydantic import BaseModel
 
-from tests.timing import TIMEOUT
+from tests.timing import TICK, TIMEOUT
 
 
 def starlette_app():
@@ -133,6 +134,10 @@ def test_fastapi(serve, client):
         created = client.post(srv.url + "/items", json={"name": "pen", "price": 1.5})
         assert created.json() == {"name": "pen", "price": 1.5}
         assert client.post(srv.url + "/items", json={"name": "pen"}).status_code == 422
+        # The background task runs after the response went out: wait for it (bounded).
+        deadline = time.monotonic() + TIMEOUT
+        while client.get(srv.url + "/done").json() != ["pen"] and time.monotonic() < deadline:
+            time.sleep(TICK / 5)
         assert client.get(srv.url + "/done").json() == ["pen"]
 
 
