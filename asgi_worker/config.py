@@ -7,6 +7,7 @@ configures logging and imports the app, in that order, and derives what the hot 
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,6 +51,8 @@ class Config:
         log_config: dict[str, Any] | str | None = LOGGING_CONFIG,
         log_level: str | int | None = None,
         access_log: bool = True,
+        proxy_headers: bool = True,
+        forwarded_allow_ips: list[str] | str | None = None,
         server_header: bool = True,
         date_header: bool = True,
         root_path: str = "",
@@ -85,6 +88,10 @@ class Config:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
         self.log_level = log_level
         self.access_log = access_log
+        self.proxy_headers = proxy_headers
+        if forwarded_allow_ips is None:  # uvicorn reads the variable here too
+            forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        self.forwarded_allow_ips = forwarded_allow_ips
         self.server_header = server_header
         self.date_header = date_header
         if root_path and (not root_path.startswith("/") or root_path.endswith("/")):

@@ -9,6 +9,7 @@ from typing import Any
 from asgi_worker.accesslog import AccessLog
 from asgi_worker.clock import Clock
 from asgi_worker.http.limits import HeadLimits
+from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.http.response import DefaultHeaderBlock
 from asgi_worker.types import ASGIApp
 
@@ -56,6 +57,7 @@ class ServerContext:
         self.timeout_request_header: float = settings.timeout_request_header
         self.limit_concurrency: int | None = settings.limit_concurrency
         self.max_requests: int | None = settings.max_requests
+        self.proxy: ProxyTrust | None = settings.proxy
         self.limited = self.max_requests is not None or self.limit_concurrency is not None
         self.draining = False
         self.on_limit_reached: Callable[[], None] = lambda: None

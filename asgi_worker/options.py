@@ -73,6 +73,21 @@ OPTIONS: tuple[Option, ...] = (
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     ),
     Option("access_log", "--access-log", True, "Enable/Disable access log.", kind="switch"),
+    Option(
+        "proxy_headers",
+        "--proxy-headers",
+        True,
+        "Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and remote address.",
+        kind="switch",
+    ),
+    Option(
+        "forwarded_allow_ips",
+        "--forwarded-allow-ips",
+        None,
+        "Comma-separated IPs, networks or literals trusted with proxy headers; '*' trusts all. "
+        "[default: 127.0.0.1,::1]",
+        env="FORWARDED_ALLOW_IPS",
+    ),
     Option("server_header", "--server-header", True, "Enable/Disable default Server header.", kind="switch"),
     Option("date_header", "--date-header", True, "Enable/Disable default Date header.", kind="switch"),
     Option("root_path", "--root-path", "", "Set the ASGI 'root_path' for apps mounted below a URL path."),

@@ -32,6 +32,7 @@ from asgi_worker.config import Config
 from asgi_worker.context import ServerContext, ServerState
 from asgi_worker.errors import StartupError
 from asgi_worker.http.connection import HttpConnection
+from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.http.response import DefaultHeaderBlock
 from asgi_worker.lifespan import Lifespan
 from asgi_worker.listeners import bind_tcp, bind_unix, from_fd, socket_url
@@ -304,6 +305,7 @@ class _Settings:
         self.timeout_request_header = config.timeout_request_header
         self.limit_concurrency = config.limit_concurrency
         self.max_requests = config.max_requests
+        self.proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

@@ -74,12 +74,16 @@ class HttpConnection(asyncio.Protocol):
         ctx.connections.add(self)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
+        client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        proxy = ctx.proxy
         self._facts = ConnectionFacts(
-            client=(peer[0], peer[1]) if isinstance(peer, tuple) else None,
+            client=client,
             server=(sock[0], sock[1]) if isinstance(sock, tuple) else (str(sock), None) if sock else None,
             scheme="https" if transport.get_extra_info("sslcontext") else "http",
             root_path=ctx.root_path,
             state=ctx.lifespan_state,
+            # Trust depends on the peer only: decided here, once per connection.
+            proxy=proxy if proxy is not None and proxy.trusts(client[0] if client else sock) else None,
         )
         self._parser = ctx.parser_class(ctx.limits)
         self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from asgi_worker.http.events import RequestHead
+from asgi_worker.http.proxy import ProxyTrust, apply_proxy_headers
 
 __all__ = ["ASGI_VERSION", "ConnectionFacts", "build_http_scope", "split_target"]
 
@@ -20,7 +21,7 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 class ConnectionFacts:
     """What a scope needs from its connection; computed once when the connection is made."""
 
-    __slots__ = ("client", "root_path", "root_path_bytes", "scheme", "server", "state")
+    __slots__ = ("client", "proxy", "root_path", "root_path_bytes", "scheme", "server", "state")
 
     def __init__(
         self,
@@ -29,6 +30,7 @@ class ConnectionFacts:
         scheme: str,
         root_path: str,
         state: dict[str, Any],
+        proxy: ProxyTrust | None = None,
     ) -> None:
         self.client = client
         self.server = server
@@ -36,6 +38,7 @@ class ConnectionFacts:
         self.root_path = root_path
         self.root_path_bytes = root_path.encode()
         self.state = state
+        self.proxy = proxy  # set only when the peer is a trusted proxy
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -81,13 +84,16 @@ def build_http_scope(head: RequestHead, facts: ConnectionFacts) -> dict[str, Any
         path = root_path + path
         raw_path = facts.root_path_bytes + raw_path
     state = facts.state
+    client, scheme = facts.client, facts.scheme
+    if facts.proxy is not None:
+        client, scheme = apply_proxy_headers(facts.proxy, head.headers, client, scheme)
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh: middleware may write to it
         "http_version": head.http_version,
         "server": facts.server,
-        "client": facts.client,
-        "scheme": facts.scheme,
+        "client": client,
+        "scheme": scheme,
         "method": head.method,
         "root_path": root_path,
         "path": path,

@@ -24,6 +24,7 @@ PURE_MODULES = [
     "http/scope.py",
     "http/parse_h11.py",
     "http/parse_httptools.py",
+    "http/proxy.py",
     "errors.py",
     "exitcodes.py",
     "clock.py",
@@ -94,6 +95,7 @@ def test_uvicorn_flag_names_kept():
         "--root-path", "--limit-concurrency", "--backlog", "--limit-max-requests",
         "--limit-max-requests-jitter", "--timeout-keep-alive", "--timeout-graceful-shutdown",
         "--header", "--factory", "--app-dir", "--h11-max-incomplete-event-size", "--workers",
+        "--proxy-headers", "--forwarded-allow-ips",
     ]  # fmt: skip
     for flag in shared:
         assert flag in flags
