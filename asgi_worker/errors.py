@@ -15,7 +15,6 @@ from __future__ import annotations
 __all__ = [
     "AppLoadError",
     "AppProtocolError",
-    "BodyTooLarge",
     "ConfigError",
     "HeadersTooLarge",
     "MalformedRequest",
@@ -61,11 +60,6 @@ class RequestError(ServerError):
 
 class MalformedRequest(RequestError):
     """Syntax the RFC does not allow: answer 400."""
-
-
-class BodyTooLarge(RequestError):
-    status = 413
-    reason = b"Content Too Large"
 
 
 class TargetTooLong(RequestError):

@@ -16,9 +16,6 @@ from asgi_worker.errors import StartupError
 
 __all__ = ["bind_tcp", "bind_unix", "from_fd", "socket_url"]
 
-# uvicorn's default; the kernel caps it at net.core.somaxconn anyway.
-DEFAULT_BACKLOG = 2048
-
 
 def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (IPv6 when the host has a colon)."""

@@ -27,7 +27,7 @@ from asgi_worker.errors import (
 from asgi_worker.http.events import RequestHead
 from asgi_worker.http.limits import HeadLimits
 
-__all__ = ["KNOWN_METHODS", "METHOD_NAMES", "TOKEN_CHARS", "build_head", "is_token"]
+__all__ = ["KNOWN_METHODS", "METHOD_NAMES", "TOKEN_CHARS", "build_head"]
 
 # llhttp's method table (httptools 0.6+); h11 would take any token, so we hold it to the same set.
 KNOWN_METHODS = frozenset(
@@ -85,11 +85,6 @@ _FRAMING_NAMES = {
     b"expect": _EXPECT,
     b"upgrade": _UPGRADE,
 }
-
-
-def is_token(value: bytes) -> bool:
-    """True when ``value`` is a non-empty RFC 9110 token (method names, header names)."""
-    return bool(value) and not value.translate(None, TOKEN_CHARS)
 
 
 def build_head(
