@@ -40,6 +40,8 @@ class Row:
     rps: dict[str, float]
     p99: dict[str, float]
     errors: list[str]
+    rps_ratio: float | None = None
+    p99_ratio: float | None = None
 
 
 def summarize(log_pass: LogPass, scenario: Scenario, samples: dict[str, list[Sample]]) -> Row:
@@ -51,7 +53,22 @@ def summarize(log_pass: LogPass, scenario: Scenario, samples: dict[str, list[Sam
         {name: statistics.median(s.rps for s in runs) for name, runs in samples.items()},
         {name: statistics.median(s.p99_ms for s in runs) for name, runs in samples.items()},
         errors,
+        pair_ratio(samples, "rps"),
+        pair_ratio(samples, "p99_ms"),
     )
+
+
+def pair_ratio(samples: dict[str, list[Sample]], field: str) -> float | None:
+    """The median of ours/uvicorn over the rounds, each round's two runs taken back to back.
+
+    A ratio of medians lets a noisy stretch that hit one server's run and spared the other's move
+    the result; pairing runs that were minutes apart at most cancels most of that drift.
+    """
+    ours, theirs = samples.get("ours"), samples.get("uvicorn")
+    if not ours or not theirs:
+        return None
+    ratios = [getattr(a, field) / getattr(b, field) for a, b in zip(ours, theirs) if getattr(b, field)]
+    return statistics.median(ratios) if ratios else None
 
 
 def table_cells(row: Row) -> list[str]:
@@ -60,20 +77,18 @@ def table_cells(row: Row) -> list[str]:
     def num(values: dict[str, float], name: str, fmt: str) -> str:
         return format(values[name], fmt) if name in values else "-"
 
-    def ratio(values: dict[str, float]) -> str:
-        if "ours" in values and values.get("uvicorn"):
-            return f"{values['ours'] / values['uvicorn']:.2f}"
-        return "-"
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
 
     return [
         row.log_pass,
         row.scenario + (" (!)" if row.errors else ""),
         num(row.rps, "ours", ".0f"),
         num(row.rps, "uvicorn", ".0f"),
-        ratio(row.rps),
+        ratio(row.rps_ratio),
         num(row.p99, "ours", ".2f"),
         num(row.p99, "uvicorn", ".2f"),
-        ratio(row.p99),
+        ratio(row.p99_ratio),
     ]
 
 
@@ -140,6 +155,7 @@ def write_markdown(path: Path, rows: list[Row], args: argparse.Namespace, facts:
         "# Benchmark results: asgi_worker vs uvicorn",
         "",
         "Ratios are ours/uvicorn: above 1 is better for req/s, below 1 is better for p99.",
+        "Each ratio is the median over rounds of that round's pair (ours, then uvicorn, back to back).",
         "Only the ratios carry over to other machines; the absolute numbers do not.",
         "",
         f"- date: {now}",
