@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from asgi_worker.envfile import load_env_file
 from asgi_worker.errors import ConfigError
 from asgi_worker.http.limits import (
     DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
@@ -20,8 +22,16 @@ from asgi_worker.http.limits import (
     DEFAULT_LIMIT_REQUEST_LINE,
     HeadLimits,
 )
+from asgi_worker.tls import create_ssl_context
 from asgi_worker.logs import LOG_LEVELS, LOGGING_CONFIG, configure_logging
-from asgi_worker.options import DEFAULT_TIMEOUT_LIFESPAN, DEFAULT_TIMEOUT_REQUEST_HEADER
+from asgi_worker.options import (
+    DEFAULT_SSL_CERT_REQS,
+    DEFAULT_SSL_VERSION,
+    DEFAULT_TIMEOUT_LIFESPAN,
+    DEFAULT_TIMEOUT_REQUEST_HEADER,
+    DEFAULT_TIMEOUT_TLS_HANDSHAKE,
+    DEFAULT_UDS_MODE,
+)
 from asgi_worker.types import ASGIApp
 
 __all__ = ["Config"]
@@ -30,7 +40,8 @@ _CHOICES = {
     "loop": ("auto", "asyncio", "uvloop"),
     "http": ("auto", "h11", "httptools"),
     "lifespan": ("auto", "on", "off"),
-    "interface": ("auto", "asgi3", "asgi2"),
+    "interface": ("auto", "asgi3", "asgi2", "wsgi"),
+    "log_format": ("text", "json"),
 }
 
 
@@ -43,16 +54,30 @@ class Config:
         host: str = "127.0.0.1",
         port: int = 8000,
         uds: str | None = None,
+        uds_mode: int = DEFAULT_UDS_MODE,
         fd: int | None = None,
         loop: str = "auto",
         http: str = "auto",
         lifespan: str = "auto",
         interface: str = "auto",
+        env_file: str | os.PathLike[str] | None = None,
         log_config: dict[str, Any] | str | None = LOGGING_CONFIG,
         log_level: str | int | None = None,
         access_log: bool = True,
+        access_log_format: str | None = None,
+        log_format: str = "text",
+        use_colors: bool | None = None,
         proxy_headers: bool = True,
         forwarded_allow_ips: list[str] | str | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile_password: str | None = None,
+        ssl_version: int = DEFAULT_SSL_VERSION,
+        ssl_cert_reqs: int = DEFAULT_SSL_CERT_REQS,
+        ssl_ca_certs: str | None = None,
+        ssl_ciphers: str = "TLSv1",
+        ssl_context_factory: Callable[[], ssl.SSLContext] | None = None,
+        timeout_tls_handshake: float = DEFAULT_TIMEOUT_TLS_HANDSHAKE,
         server_header: bool = True,
         date_header: bool = True,
         root_path: str = "",
@@ -78,20 +103,38 @@ class Config:
         self.host = host
         self.port = _int("port", port, 0, 65535)
         self.uds = uds
+        self.uds_mode = _int("uds_mode", uds_mode, 0, 0o7777)
         self.fd = None if fd is None else _int("fd", fd, 0)
         self.loop = _choice("loop", loop)
         self.http = _choice("http", http)
         self.lifespan = _choice("lifespan", lifespan)
         self.interface = _choice("interface", interface)
+        self.env_file = env_file
         self.log_config = log_config
         if isinstance(log_level, str) and log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
         self.log_level = log_level
         self.access_log = access_log
+        self.access_log_format = access_log_format
+        self.log_format = _choice("log_format", log_format)
+        self.use_colors = use_colors
         self.proxy_headers = proxy_headers
         if forwarded_allow_ips is None:  # uvicorn reads the variable here too
             forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
         self.forwarded_allow_ips = forwarded_allow_ips
+        self.ssl_keyfile = ssl_keyfile
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile_password = ssl_keyfile_password
+        self.ssl_version = _int("ssl_version", ssl_version, 0)
+        self.ssl_cert_reqs = _int("ssl_cert_reqs", ssl_cert_reqs, 0, 2)
+        self.ssl_ca_certs = ssl_ca_certs
+        self.ssl_ciphers = ssl_ciphers
+        self.ssl_context_factory = ssl_context_factory
+        if ssl_keyfile and not ssl_certfile:
+            raise ConfigError("ssl_keyfile needs ssl_certfile (the certificate that goes with the key)")
+        self.timeout_tls_handshake = _seconds("timeout_tls_handshake", timeout_tls_handshake)
+        if not self.timeout_tls_handshake:
+            raise ConfigError("timeout_tls_handshake must be more than 0 seconds")
         self.server_header = server_header
         self.date_header = date_header
         if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
@@ -134,10 +177,16 @@ class Config:
         self.loaded_app: ASGIApp | None = None
         self.parser_class: Callable[[HeadLimits], Any] | None = None
         self.max_requests: int | None = None
+        self.ssl: ssl.SSLContext | None = None
+
+    @property
+    def is_ssl(self) -> bool:
+        """Whether this server speaks TLS (a certificate or a context factory was given)."""
+        return bool(self.ssl_certfile or self.ssl_context_factory)
 
     def configure_logging(self) -> None:
         """Apply ``log_config``, ``log_level`` and ``access_log`` to the ``asgi_worker`` loggers."""
-        configure_logging(self.log_config, self.log_level, self.access_log)
+        configure_logging(self.log_config, self.log_level, self.access_log, self.use_colors, self.log_format)
 
     def load(self) -> None:
         """Configure logging, pick the parser, import the app. Raises ``AppLoadError``/``ConfigError``."""
@@ -145,7 +194,11 @@ class Config:
 
         if self.loaded:
             return
+        if self.env_file is not None:
+            load_env_file(self.env_file)
         self.configure_logging()
+        if self.is_ssl:
+            self.ssl = create_ssl_context(self)
         self.parser_class = resolve_parser(self.http)
         self.loaded_app = load_app(self.app, self.factory, self.interface, self.app_dir)
         self.max_requests = self.limit_max_requests

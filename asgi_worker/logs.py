@@ -101,7 +101,11 @@ class AccessFormatter(DefaultFormatter):
 
 
 def configure_logging(
-    log_config: dict[str, Any] | str | None, log_level: str | int | None, access_log: bool
+    log_config: dict[str, Any] | str | None,
+    log_level: str | int | None,
+    access_log: bool,
+    use_colors: bool | None = None,
+    log_format: str = "text",
 ) -> None:
     """Apply a logging configuration (a dict, or a .json/.ini file), then the level and access switch."""
     if log_config is not None:

@@ -27,6 +27,21 @@ __all__ = ["OPTIONS", "Option", "env_name"]
 DEFAULT_TIMEOUT_REQUEST_HEADER = 20.0
 # hypercorn bounds lifespan startup and shutdown at 60 s each; uvicorn does not bound them at all.
 DEFAULT_TIMEOUT_LIFESPAN = 60.0
+# A TLS handshake must finish within this many seconds. asyncio's default is 60 s, which lets a
+# client that opens connections and never says hello hold each one for a minute; nginx gives the
+# whole client header 60 s, Apache's mod_reqtimeout gives the handshake 5 s. A real client needs
+# one or two round trips.
+DEFAULT_TIMEOUT_TLS_HANDSHAKE = 10.0
+# ssl.PROTOCOL_TLS_SERVER and ssl.CERT_NONE, the values uvicorn's --ssl-version/--ssl-cert-reqs
+# default to; numbers here so that this table does not import ssl.
+DEFAULT_SSL_VERSION = 17
+DEFAULT_SSL_CERT_REQS = 0
+# A UNIX socket anyone on the host may connect to, as uvicorn leaves it (it chmods to 0o666).
+DEFAULT_UDS_MODE = 0o666
+
+
+def _octal(text: str) -> int:
+    return int(text, 8)
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", "127.0.0.1", "Bind socket to this host."),
     Option("port", "--port", 8000, "Bind socket to this port. If 0, an available port is picked.", int),
     Option("uds", "--uds", None, "Bind to a UNIX domain socket."),
+    Option(
+        "uds_mode",
+        "--uds-mode",
+        DEFAULT_UDS_MODE,
+        "Permissions of the --uds socket file, in octal. [default: 666]",
+        _octal,
+        metavar="MODE",
+    ),
     Option("fd", "--fd", None, "Bind to socket from this file descriptor.", int),
     Option("loop", "--loop", "auto", "Event loop implementation.", choices=("auto", "asyncio", "uvloop")),
     Option("http", "--http", "auto", "HTTP parser implementation.", choices=("auto", "h11", "httptools")),
@@ -61,10 +84,17 @@ OPTIONS: tuple[Option, ...] = (
         "interface",
         "--interface",
         "auto",
-        "Select ASGI3 or ASGI2 as the application interface.",
-        choices=("auto", "asgi3", "asgi2"),
+        "Select ASGI3, ASGI2 or WSGI as the application interface.",
+        choices=("auto", "asgi3", "asgi2", "wsgi"),
     ),
-    Option("log_config", "--log-config", None, "Logging configuration file (.json or .ini)."),
+    Option(
+        "env_file",
+        "--env-file",
+        None,
+        "Environment configuration file (KEY=VALUE lines), loaded before the app is imported.",
+        metavar="PATH",
+    ),
+    Option("log_config", "--log-config", None, "Logging configuration file (.json, .yaml or .ini)."),
     Option(
         "log_level",
         "--log-level",
@@ -73,6 +103,27 @@ OPTIONS: tuple[Option, ...] = (
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     ),
     Option("access_log", "--access-log", True, "Enable/Disable access log.", kind="switch"),
+    Option(
+        "access_log_format",
+        "--access-log-format",
+        None,
+        "Access log line in gunicorn's atoms, e.g. '%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s'.",
+        metavar="FORMAT",
+    ),
+    Option(
+        "log_format",
+        "--log-format",
+        "text",
+        "Error and access log lines as text or as one JSON object per line.",
+        choices=("text", "json"),
+    ),
+    Option(
+        "use_colors",
+        "--use-colors",
+        None,
+        "Enable/Disable colorized logging. [default: when stderr is a terminal]",
+        kind="switch",
+    ),
     Option(
         "proxy_headers",
         "--proxy-headers",
@@ -87,6 +138,32 @@ OPTIONS: tuple[Option, ...] = (
         "Comma-separated IPs, networks or literals trusted with proxy headers; '*' trusts all. "
         "[default: 127.0.0.1,::1]",
         env="FORWARDED_ALLOW_IPS",
+    ),
+    Option("ssl_keyfile", "--ssl-keyfile", None, "SSL key file.", metavar="PATH"),
+    Option("ssl_certfile", "--ssl-certfile", None, "SSL certificate file.", metavar="PATH"),
+    Option("ssl_keyfile_password", "--ssl-keyfile-password", None, "SSL keyfile password."),
+    Option(
+        "ssl_version",
+        "--ssl-version",
+        DEFAULT_SSL_VERSION,
+        "SSL version to use (see stdlib ssl module's). [default: 17, PROTOCOL_TLS_SERVER]",
+        int,
+    ),
+    Option(
+        "ssl_cert_reqs",
+        "--ssl-cert-reqs",
+        DEFAULT_SSL_CERT_REQS,
+        "Whether client certificate is required (see stdlib ssl module's: 0 none, 1 optional, 2 required).",
+        int,
+    ),
+    Option("ssl_ca_certs", "--ssl-ca-certs", None, "CA certificates file, to verify client certificates."),
+    Option("ssl_ciphers", "--ssl-ciphers", "TLSv1", "Ciphers to use (see stdlib ssl module's)."),
+    Option(
+        "timeout_tls_handshake",
+        "--timeout-tls-handshake",
+        DEFAULT_TIMEOUT_TLS_HANDSHAKE,
+        "Close a connection whose TLS handshake is not done within this many seconds.",
+        float,
     ),
     Option("server_header", "--server-header", True, "Enable/Disable default Server header.", kind="switch"),
     Option("date_header", "--date-header", True, "Enable/Disable default Date header.", kind="switch"),

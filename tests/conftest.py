@@ -31,27 +31,34 @@ BACKENDS = [
 class RunningServer:
     """A server running in a background thread; ``port`` is the real port of its port-0 bind."""
 
-    def __init__(self, server: Server, port: int, loop_errors: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, server: Server, port: int, loop_errors: list[dict[str, Any]], host: str = "127.0.0.1"
+    ) -> None:
         self.server = server
         self.port = port
         self.loop_errors = loop_errors
+        self.host = host
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.server.config.is_ssl else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     def connect(self, timeout: float = TIMEOUT) -> socket.socket:
         """A raw client socket, for exact bytes."""
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
         return sock
 
 
 @contextlib.contextmanager
 def run_server(app: Any, loop: str = "asyncio", http: str = "h11", **kwargs: Any) -> Iterator[RunningServer]:
-    """Serve ``app`` on 127.0.0.1:0 in a thread; stop gracefully (bounded) on exit."""
+    """Serve ``app`` on 127.0.0.1:0 (or ``host=...``) in a thread; stop gracefully (bounded) on exit."""
     kwargs.setdefault("lifespan", "off")
     kwargs.setdefault("log_config", None)
-    config = Config(app, host="127.0.0.1", port=0, loop=loop, http=http, **kwargs)
+    kwargs.setdefault("host", "127.0.0.1")
+    kwargs.setdefault("port", 0)
+    config = Config(app, loop=loop, http=http, **kwargs)
     server = Server(config)
     loop_errors: list[dict[str, Any]] = []
     started = threading.Event()
@@ -83,9 +90,9 @@ def run_server(app: Any, loop: str = "asyncio", http: str = "h11", **kwargs: Any
     if failure or not server.started:
         thread.join(TIMEOUT)
         raise RuntimeError(f"server failed to start: {failure}")
-    port = server.servers[0].sockets[0].getsockname()[1]
+    port = server.servers[0].sockets[0].getsockname()[1] if config.uds is None else 0
     try:
-        yield RunningServer(server, port, loop_errors)
+        yield RunningServer(server, port, loop_errors, config.host)
     finally:
         server.should_exit = True
         thread.join(TIMEOUT)
