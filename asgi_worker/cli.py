@@ -41,7 +41,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
-    help_text = f"{option.help} [env: {env_name(option)}]"
+    help_text = f"{option.help} [env: {env_name(option)}]".replace("%", "%%")  # argparse formats help
     if option.kind == "switch":
         parser.add_argument(
             option.flag,

@@ -22,7 +22,6 @@ from asgi_worker.http.limits import (
     DEFAULT_LIMIT_REQUEST_LINE,
     HeadLimits,
 )
-from asgi_worker.tls import create_ssl_context
 from asgi_worker.logs import LOG_LEVELS, LOGGING_CONFIG, configure_logging
 from asgi_worker.options import (
     DEFAULT_SSL_CERT_REQS,
@@ -32,6 +31,7 @@ from asgi_worker.options import (
     DEFAULT_TIMEOUT_TLS_HANDSHAKE,
     DEFAULT_UDS_MODE,
 )
+from asgi_worker.tls import create_ssl_context
 from asgi_worker.types import ASGIApp
 
 __all__ = ["Config"]

@@ -11,6 +11,7 @@ from asgi_worker.clock import Clock
 from asgi_worker.http.limits import HeadLimits
 from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.http.response import DefaultHeaderBlock
+from asgi_worker.tls import TlsFacts
 from asgi_worker.types import ASGIApp
 
 __all__ = ["ServerContext", "ServerState"]
@@ -60,6 +61,8 @@ class ServerContext:
         self.proxy: ProxyTrust | None = settings.proxy
         self.limited = self.max_requests is not None or self.limit_concurrency is not None
         self.draining = False
+        self.tls: TlsFacts | None = None  # set when the server speaks TLS
+        self.trace = False  # --log-level trace: log connections made and lost
         self.on_limit_reached: Callable[[], None] = lambda: None
         self._drained: asyncio.Event | None = None
 

@@ -18,15 +18,27 @@ __all__ = ["bind_tcp", "bind_unix", "from_fd", "socket_url"]
 
 
 def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (IPv6 when the host has a colon)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """A listening TCP socket on ``host:port``. ``host`` is an IPv4 or IPv6 address or a name.
+
+    A name is resolved once, here, and the first address it gives is bound (``localhost`` is
+    usually 127.0.0.1). ``::`` and other IPv6 addresses bind IPv6 only (``IPV6_V6ONLY``), so that
+    ``--host ::`` next to ``--host 0.0.0.0`` behaves the same on every kernel setting.
+    """
+    address = host.strip("[]")
+    try:
+        family, _type, _proto, _name, sockaddr = socket.getaddrinfo(
+            address or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise StartupError(f"could not bind to {host}:{port}: cannot resolve {host!r}: {reason}") from exc
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host.strip("[]"), port))
+        sock.bind(sockaddr)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
@@ -36,7 +48,11 @@ def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def bind_unix(path: str, backlog: int, mode: int = 0o666) -> socket.socket:
-    """A listening UNIX socket at ``path``; a stale socket file left by a dead server is replaced."""
+    """A listening UNIX socket at ``path`` with permissions ``mode``.
+
+    A stale socket file left by a dead server is replaced; any other file at ``path`` is not
+    touched (binding then fails with one line), so a typo cannot delete somebody's data.
+    """
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.stat(path).st_mode):
             os.unlink(path)

@@ -38,6 +38,8 @@ from asgi_worker.lifespan import Lifespan
 from asgi_worker.listeners import bind_tcp, bind_unix, from_fd, socket_url
 from asgi_worker.logs import log_started, pid_line
 from asgi_worker.loops import loop_factory, run_on_new_loop
+from asgi_worker.tls import TlsFacts
+from asgi_worker.tracing import TracingApp, tracing_enabled
 
 __all__ = ["HANDLED_SIGNALS", "Server", "ServerState"]
 
@@ -67,6 +69,8 @@ class Server:
         self._static_headers: list[tuple[bytes, bytes]] = []
         self._tick_interval = 1.0
         self.lifespan: Lifespan | None = None
+        self._app: Any = None
+        self._trace = False
 
     @property
     def servers(self) -> list[asyncio.base_events.Server]:
@@ -118,8 +122,10 @@ class Server:
         """Lifespan startup, then listen. On failure: log one line, set ``should_exit``, stay unstarted."""
         config = self.config
         assert config.loaded_app is not None
+        self._trace = tracing_enabled()
+        self._app = TracingApp(config.loaded_app) if self._trace else config.loaded_app
         self.lifespan = Lifespan(
-            config.loaded_app,
+            self._app,
             config.lifespan,
             config.timeout_lifespan_startup,
             config.timeout_lifespan_shutdown,
@@ -147,14 +153,22 @@ class Server:
         def factory() -> HttpConnection:
             return HttpConnection(ctx)
 
+        handshake_timeout = config.timeout_tls_handshake if config.ssl is not None else None
         for sock in listening:
             self._listeners.append(
-                await loop.create_server(factory, sock=sock, backlog=config.backlog, start_serving=True)
+                await loop.create_server(
+                    factory,
+                    sock=sock,
+                    backlog=config.backlog,
+                    ssl=config.ssl,
+                    ssl_handshake_timeout=handshake_timeout,
+                    start_serving=True,
+                )
             )
         self.on_tick()
         for sock in listening:
             if owned or sock.family in (socket.AF_INET, socket.AF_INET6):
-                log_started(socket_url(sock, "http"))
+                log_started(socket_url(sock, "https" if config.ssl else "http"))
         self.started = True
 
     def _make_context(self) -> ServerContext:
@@ -169,7 +183,10 @@ class Server:
         self._tick_interval = tick_interval(config.timeout_keep_alive, config.timeout_request_header)
         access = AccessLog(config.access_log)
         access.start()
-        ctx = ServerContext(config.loaded_app, self.server_state, defaults, access, _Settings(config))
+        ctx = ServerContext(self._app, self.server_state, defaults, access, _Settings(config))
+        ctx.trace = self._trace
+        if config.ssl is not None:
+            ctx.tls = TlsFacts(config.ssl, config.ssl_certfile)
         ctx.on_limit_reached = self._max_requests_reached
         return ctx
 
@@ -178,7 +195,7 @@ class Server:
         if config.fd is not None:
             return [from_fd(config.fd)]
         if config.uds is not None:
-            return [bind_unix(config.uds, config.backlog)]
+            return [bind_unix(config.uds, config.backlog, config.uds_mode)]
         return [bind_tcp(config.host, config.port, config.backlog)]
 
     def _max_requests_reached(self) -> None:

@@ -62,7 +62,8 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
         try:
             context.load_verify_locations(config.ssl_ca_certs)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"could not load CA certificates {config.ssl_ca_certs}: {_reason(exc)}") from exc
+            why = _reason(exc)
+            raise ConfigError(f"could not load CA certificates {config.ssl_ca_certs}: {why}") from exc
     if config.ssl_ciphers:
         try:
             context.set_ciphers(config.ssl_ciphers)
@@ -115,10 +116,10 @@ def rfc4514_name(peercert: dict[str, Any]) -> str | None:
     subject = peercert.get("subject")
     if not subject:
         return None
-    rdns = []
-    for rdn in reversed(subject):
-        rdns.append("+".join(f"{_RDN_NAMES.get(key, key)}={_escape_rdn(value)}" for key, value in rdn))
-    return ",".join(rdns)
+    return ",".join(
+        "+".join(f"{_RDN_NAMES.get(key, key)}={_escape_rdn(value)}" for key, value in rdn)
+        for rdn in reversed(subject)
+    )
 
 
 def _escape_rdn(value: str) -> str:

@@ -27,6 +27,7 @@ from asgi_worker.http.cycle import HttpCycle
 from asgi_worker.http.events import BodyChunk, RequestHead
 from asgi_worker.http.response import encode_error_response
 from asgi_worker.http.scope import ConnectionFacts, build_http_scope
+from asgi_worker.logs import TRACE_LOG_LEVEL
 
 if TYPE_CHECKING:
     from asgi_worker.context import ServerContext
@@ -76,17 +77,25 @@ class HttpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         proxy = ctx.proxy
+        tls = ctx.tls
         self._facts = ConnectionFacts(
             client=client,
             server=(sock[0], sock[1]) if isinstance(sock, tuple) else (str(sock), None) if sock else None,
-            scheme="https" if transport.get_extra_info("sslcontext") else "http",
+            scheme="https" if tls is not None else "http",
             root_path=ctx.root_path,
             state=ctx.lifespan_state,
             # Trust depends on the peer only: decided here, once per connection.
             proxy=proxy if proxy is not None and proxy.trusts(client[0] if client else sock) else None,
+            # The handshake is done by now (asyncio calls connection_made after it): the peer's
+            # certificate and the cipher hold for every request on this connection.
+            extensions=None
+            if tls is None
+            else {"tls": tls.extension(transport.get_extra_info("ssl_object"))},
         )
         self._parser = ctx.parser_class(ctx.limits)
         self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
+        if ctx.trace:
+            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", _peer_text(client))
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -124,6 +133,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._ctx.trace:
+            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection lost", _peer_text(self._facts.client))
         self._ctx.connection_closed(self)
         for cycle in (self._current, self._receiving):
             if cycle is not None:
@@ -295,3 +306,7 @@ class HttpConnection(asyncio.Protocol):
         if not self._closing:
             self._closing = True
             self._transport.close()
+
+
+def _peer_text(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"

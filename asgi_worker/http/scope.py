@@ -21,7 +21,7 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 class ConnectionFacts:
     """What a scope needs from its connection; computed once when the connection is made."""
 
-    __slots__ = ("client", "proxy", "root_path", "root_path_bytes", "scheme", "server", "state")
+    __slots__ = ("client", "extensions", "proxy", "root_path", "root_path_bytes", "scheme", "server", "state")
 
     def __init__(
         self,
@@ -31,6 +31,7 @@ class ConnectionFacts:
         root_path: str,
         state: dict[str, Any],
         proxy: ProxyTrust | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         self.client = client
         self.server = server
@@ -39,6 +40,7 @@ class ConnectionFacts:
         self.root_path_bytes = root_path.encode()
         self.state = state
         self.proxy = proxy  # set only when the peer is a trusted proxy
+        self.extensions = extensions  # per-connection scope extensions (TLS), or None
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -87,7 +89,7 @@ def build_http_scope(head: RequestHead, facts: ConnectionFacts) -> dict[str, Any
     client, scheme = facts.client, facts.scheme
     if facts.proxy is not None:
         client, scheme = apply_proxy_headers(facts.proxy, head.headers, client, scheme)
-    return {
+    scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},  # fresh: middleware may write to it
         "http_version": head.http_version,
@@ -102,3 +104,7 @@ def build_http_scope(head: RequestHead, facts: ConnectionFacts) -> dict[str, Any
         "headers": head.headers,
         "state": state.copy() if state else {},
     }
+    extensions = facts.extensions
+    if extensions is not None:  # TLS only: a fresh outer dict, since middleware may add to it
+        scope["extensions"] = extensions.copy()
+    return scope

@@ -38,3 +38,19 @@ class ASGI2App:
 
 
 not_callable = 42
+
+
+async def env_echo(scope, receive, send):
+    """Answers with the value of $GREETING at request time (set through --env-file)."""
+    if scope["type"] != "http":
+        return
+    import os
+
+    body = os.environ.get("GREETING", "<unset>").encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Nested:
+    class Inner:
+        app = hello
