@@ -59,5 +59,5 @@ def test_load_keeps_variables_already_set(tmp_path, monkeypatch):
 
 
 def test_unreadable_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="could not read env file .*missing.env: No such file"):
+    with pytest.raises(ConfigError, match=r"could not read env file .*missing\.env: No such file"):
         load_env_file(tmp_path / "missing.env")
