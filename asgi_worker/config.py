@@ -7,6 +7,7 @@ configures logging and imports the app, in that order, and derives what the hot 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import ssl
@@ -30,6 +31,10 @@ from asgi_worker.options import (
     DEFAULT_TIMEOUT_REQUEST_HEADER,
     DEFAULT_TIMEOUT_TLS_HANDSHAKE,
     DEFAULT_UDS_MODE,
+    DEFAULT_WS_MAX_QUEUE,
+    DEFAULT_WS_MAX_SIZE,
+    DEFAULT_WS_PING_INTERVAL,
+    DEFAULT_WS_PING_TIMEOUT,
 )
 from asgi_worker.tls import create_ssl_context
 from asgi_worker.types import ASGIApp
@@ -39,6 +44,7 @@ __all__ = ["Config"]
 _CHOICES = {
     "loop": ("auto", "asyncio", "uvloop"),
     "http": ("auto", "h11", "httptools"),
+    "ws": ("auto", "websockets", "none"),
     "lifespan": ("auto", "on", "off"),
     "interface": ("auto", "asgi3", "asgi2", "wsgi"),
     "log_format": ("text", "json"),
@@ -58,6 +64,12 @@ class Config:
         fd: int | None = None,
         loop: str = "auto",
         http: str = "auto",
+        ws: str = "auto",
+        ws_max_size: int = DEFAULT_WS_MAX_SIZE,
+        ws_max_queue: int = DEFAULT_WS_MAX_QUEUE,
+        ws_ping_interval: float | None = DEFAULT_WS_PING_INTERVAL,
+        ws_ping_timeout: float | None = DEFAULT_WS_PING_TIMEOUT,
+        ws_per_message_deflate: bool = True,
         lifespan: str = "auto",
         interface: str = "auto",
         env_file: str | os.PathLike[str] | None = None,
@@ -107,6 +119,12 @@ class Config:
         self.fd = None if fd is None else _int("fd", fd, 0)
         self.loop = _choice("loop", loop)
         self.http = _choice("http", http)
+        self.ws = _choice("ws", ws)
+        self.ws_max_size = _int("ws_max_size", ws_max_size, 1)
+        self.ws_max_queue = _int("ws_max_queue", ws_max_queue, 1)
+        self.ws_ping_interval = _seconds("ws_ping_interval", ws_ping_interval or 0)
+        self.ws_ping_timeout = _seconds("ws_ping_timeout", ws_ping_timeout or 0)
+        self.ws_per_message_deflate = bool(ws_per_message_deflate)
         self.lifespan = _choice("lifespan", lifespan)
         self.interface = _choice("interface", interface)
         self.env_file = env_file
@@ -175,9 +193,10 @@ class Config:
         self.workers = workers
         self.loaded = False
         self.loaded_app: ASGIApp | None = None
-        self.parser_class: Callable[[HeadLimits], Any] | None = None
+        self.parser_class: Callable[[HeadLimits, bool], Any] | None = None
         self.max_requests: int | None = None
         self.ssl: ssl.SSLContext | None = None
+        self.ws_enabled = False
 
     @property
     def is_ssl(self) -> bool:
@@ -200,6 +219,7 @@ class Config:
         if self.is_ssl:
             self.ssl = create_ssl_context(self)
         self.parser_class = resolve_parser(self.http)
+        self.ws_enabled = resolve_ws(self.ws)
         self.loaded_app = load_app(self.app, self.factory, self.interface, self.app_dir)
         self.max_requests = self.limit_max_requests
         if self.max_requests is not None and self.limit_max_requests_jitter:
@@ -212,7 +232,7 @@ class Config:
         return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
 
 
-def resolve_parser(http: str) -> Callable[[HeadLimits], Any]:
+def resolve_parser(http: str) -> Callable[[HeadLimits, bool], Any]:
     """The parser adapter class for ``--http``: ``auto`` prefers httptools when installed."""
     if http in ("auto", "httptools"):
         try:
@@ -227,6 +247,17 @@ def resolve_parser(http: str) -> Callable[[HeadLimits], Any]:
     from asgi_worker.http.parse_h11 import H11Parser
 
     return H11Parser
+
+
+def resolve_ws(ws: str) -> bool:
+    """Whether WebSocket upgrades are served: ``auto`` serves them when websockets is installed."""
+    if ws == "none":
+        return False
+    if importlib.util.find_spec("websockets") is not None:  # imported by ws/ alone, when used
+        return True
+    if ws == "websockets":
+        raise ConfigError("--ws websockets needs websockets: pip install 'asgi-worker[standard]'")
+    return False
 
 
 def _choice(name: str, value: str) -> str:

@@ -50,7 +50,7 @@ class ServerContext:
         self.access_log = access_log
         self.clock = Clock()
         self.loop = asyncio.get_running_loop()
-        self.parser_class: Callable[[HeadLimits], Any] = settings.parser_class
+        self.parser_class: Callable[[HeadLimits, bool], Any] = settings.parser_class
         self.limits: HeadLimits = settings.head_limits
         self.root_path: str = settings.root_path
         self.lifespan_state: dict[str, Any] = {}
@@ -63,6 +63,7 @@ class ServerContext:
         self.draining = False
         self.tls: TlsFacts | None = None  # set when the server speaks TLS
         self.trace = False  # --log-level trace: log connections made and lost
+        self.ws: Any = None  # ws.connection.WsSettings when WebSocket upgrades are served
         self.on_limit_reached: Callable[[], None] = lambda: None
         self._drained: asyncio.Event | None = None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "AppLoadError",
     "AppProtocolError",
+    "ClientDisconnected",
     "ConfigError",
     "HeadersTooLarge",
     "MalformedRequest",
@@ -45,6 +46,10 @@ class StartupError(ServerError):
 
 class AppProtocolError(ServerError, RuntimeError):
     """The application sent a message the ASGI state machine does not allow in its current state."""
+
+
+class ClientDisconnected(ServerError, OSError):
+    """Raised inside the app by ``send`` on a WebSocket the client has left (ASGI 2.4: an OSError)."""
 
 
 class RequestError(ServerError):

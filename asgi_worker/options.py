@@ -40,6 +40,14 @@ DEFAULT_SSL_CERT_REQS = 0
 DEFAULT_UDS_MODE = 0o666
 
 
+# WebSocket defaults are uvicorn's (which took them from the websockets library): 16 MiB per
+# message, 32 messages queued for a slow app, a ping every 20 s answered within 20 s.
+DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
+DEFAULT_WS_MAX_QUEUE = 32
+DEFAULT_WS_PING_INTERVAL = 20.0
+DEFAULT_WS_PING_TIMEOUT = 20.0
+
+
 def _octal(text: str) -> int:
     return int(text, 8)
 
@@ -79,6 +87,48 @@ OPTIONS: tuple[Option, ...] = (
     Option("fd", "--fd", None, "Bind to socket from this file descriptor.", int),
     Option("loop", "--loop", "auto", "Event loop implementation.", choices=("auto", "asyncio", "uvloop")),
     Option("http", "--http", "auto", "HTTP parser implementation.", choices=("auto", "h11", "httptools")),
+    Option(
+        "ws",
+        "--ws",
+        "auto",
+        "WebSocket implementation: websockets, or none to serve upgrade requests as plain HTTP.",
+        choices=("auto", "websockets", "none"),
+    ),
+    Option(
+        "ws_max_size",
+        "--ws-max-size",
+        DEFAULT_WS_MAX_SIZE,
+        "WebSocket max size message in bytes; a bigger message closes with 1009.",
+        int,
+    ),
+    Option(
+        "ws_max_queue",
+        "--ws-max-queue",
+        DEFAULT_WS_MAX_QUEUE,
+        "The maximum length of the WebSocket message queue; past it the connection stops reading.",
+        int,
+    ),
+    Option(
+        "ws_ping_interval",
+        "--ws-ping-interval",
+        DEFAULT_WS_PING_INTERVAL,
+        "WebSocket ping interval in seconds (0: no pings).",
+        float,
+    ),
+    Option(
+        "ws_ping_timeout",
+        "--ws-ping-timeout",
+        DEFAULT_WS_PING_TIMEOUT,
+        "WebSocket ping timeout in seconds; an unanswered ping closes with 1011 (0: wait forever).",
+        float,
+    ),
+    Option(
+        "ws_per_message_deflate",
+        "--ws-per-message-deflate",
+        True,
+        "WebSocket per-message-deflate compression.",
+        type=lambda text: text.lower() in ("1", "true", "yes"),
+    ),
     Option("lifespan", "--lifespan", "auto", "Lifespan implementation.", choices=("auto", "on", "off")),
     Option(
         "interface",

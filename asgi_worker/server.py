@@ -181,10 +181,27 @@ class Server:
         self._static_headers = ([(b"server", server)] if config.server_header else []) + extra
         self.server_state.default_headers = list(self._static_headers)
         self._tick_interval = tick_interval(config.timeout_keep_alive, config.timeout_request_header)
-        access = AccessLog(config.access_log)
+        access = AccessLog(config.access_log, config.access_log_format)
         access.start()
         ctx = ServerContext(self._app, self.server_state, defaults, access, _Settings(config))
         ctx.trace = self._trace
+        if config.ws_enabled:
+            from asgi_worker.ws.connection import CLOSE_TIMEOUT, WsSettings
+
+            ctx.ws = WsSettings(
+                config.ws_max_size,
+                config.ws_max_queue,
+                config.ws_ping_interval,
+                config.ws_ping_timeout,
+                config.ws_per_message_deflate,
+            )
+            self._tick_interval = tick_interval(
+                config.timeout_keep_alive,
+                config.timeout_request_header,
+                config.ws_ping_interval,
+                config.ws_ping_timeout,
+                CLOSE_TIMEOUT,
+            )
         if config.ssl is not None:
             ctx.tls = TlsFacts(config.ssl, config.ssl_certfile)
         ctx.on_limit_reached = self._max_requests_reached

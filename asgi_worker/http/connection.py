@@ -63,6 +63,8 @@ class HttpConnection(asyncio.Protocol):
         self._closing = False
         self._peer_eof = False
         self._write_waiters: list[asyncio.Future[None]] = []
+        self._upgrade: RequestHead | None = None  # a WebSocket handshake waiting for its turn
+        self._upgrade_rest = b""  # bytes that followed it, for the WebSocket side
 
     # asyncio.Protocol
 
@@ -92,13 +94,16 @@ class HttpConnection(asyncio.Protocol):
             if tls is None
             else {"tls": tls.extension(transport.get_extra_info("ssl_object"))},
         )
-        self._parser = ctx.parser_class(ctx.limits)
+        self._parser = ctx.parser_class(ctx.limits, ctx.ws is not None)
         self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
         if ctx.trace:
             logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", _peer_text(client))
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
+            return
+        if self._upgrade is not None:  # the parser has stopped: these bytes are WebSocket frames
+            self._upgrade_rest += data
             return
         parser = self._parser
         for event in parser.feed(data):
@@ -116,6 +121,13 @@ class HttpConnection(asyncio.Protocol):
             elif self._receiving is not None:  # REQUEST_END
                 self._receiving.end_body()
                 self._receiving = None
+        if self._upgrade is not None:
+            self._upgrade_rest = parser.switched or b""
+            if self._current is None and not self._pending:
+                self._switch_to_websocket()
+            else:
+                self._update_reading()  # pipelined behind other requests: wait for their answers
+            return
         if self._deadline_kind == _IDLE_DEADLINE and parser.in_head:  # a head has begun: time it
             self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
 
@@ -178,9 +190,7 @@ class HttpConnection(asyncio.Protocol):
         """The last byte of ``cycle``'s response is written: log it, then serve the next request or close."""
         ctx = self._ctx
         if ctx.access_log.enabled:
-            ctx.access_log.log(
-                cycle.scope, cycle.status, cycle.bytes_sent, ctx.loop.time() - cycle.start_time
-            )
+            ctx.access_log.log(cycle, ctx.loop.time() - cycle.start_time)
         if cycle is not self._current:
             return
         self._current = None
@@ -194,6 +204,8 @@ class HttpConnection(asyncio.Protocol):
                 return
             self._start(following)
             self._update_reading()
+        elif self._upgrade is not None:
+            self._switch_to_websocket()
         elif self._parser.in_head:
             self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
         elif ctx.timeout_keep_alive:
@@ -209,6 +221,9 @@ class HttpConnection(asyncio.Protocol):
 
     def _on_head(self, head: RequestHead) -> None:
         ctx = self._ctx
+        if head.websocket and ctx.ws is not None:  # the parser stopped after it (switch_websocket)
+            self._upgrade = head
+            return
         cycle = HttpCycle(
             self,
             build_http_scope(head, self._facts),
@@ -245,6 +260,18 @@ class HttpConnection(asyncio.Protocol):
         task = cycle.task = ctx.loop.create_task(cycle.run_asgi(ctx.app, ctx))
         ctx.tasks.add(task)
 
+    def _switch_to_websocket(self) -> None:
+        """Hand the transport, and the bytes after the handshake request, to the WebSocket side."""
+        ctx = self._ctx
+        head, rest = self._upgrade, self._upgrade_rest
+        assert head is not None and ctx.ws is not None
+        self._upgrade, self._upgrade_rest = None, b""
+        self._closing = True  # nothing more for HTTP on this connection
+        self._deadline_kind = _NO_DEADLINE
+        self.deadline = 0.0
+        ctx.ws.take_over(ctx, self._transport, head, self._facts, rest)  # registers the new protocol
+        ctx.connection_closed(self)
+
     def _on_bad_request(self, error: RequestError) -> None:
         broken, self._receiving = self._receiving, None
         if broken is not None and broken is self._current:
@@ -272,7 +299,11 @@ class HttpConnection(asyncio.Protocol):
 
     def _update_reading(self) -> None:
         receiving = self._receiving
-        pause = bool(self._pending) or (receiving is not None and receiving.body_size > READ_HIGH_WATER)
+        pause = (
+            bool(self._pending)
+            or self._upgrade is not None
+            or (receiving is not None and receiving.body_size > READ_HIGH_WATER)
+        )
         if pause != self._reading_paused and not self._closing:
             self._reading_paused = pause
             if pause:

@@ -16,10 +16,21 @@ class RequestHead:
 
     ``headers`` are ``(lowercased name, value)`` byte pairs in arrival order, as ASGI wants them.
     ``upgrade`` is the lowercased ``Upgrade`` token when the client asked to switch protocols with
-    ``Connection: upgrade``, else ``None``.
+    ``Connection: upgrade``, else ``None``. ``websocket`` is True for a bodiless GET whose upgrade
+    is ``websocket``: the request a server with WebSockets on switches for (a parser told to
+    switch stops reading HTTP after it).
     """
 
-    __slots__ = ("expect_continue", "headers", "http_version", "keep_alive", "method", "target", "upgrade")
+    __slots__ = (
+        "expect_continue",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "method",
+        "target",
+        "upgrade",
+        "websocket",
+    )
 
     def __init__(
         self,
@@ -30,6 +41,7 @@ class RequestHead:
         keep_alive: bool,
         expect_continue: bool,
         upgrade: bytes | None,
+        websocket: bool = False,
     ) -> None:
         self.method = method
         self.target = target
@@ -38,6 +50,7 @@ class RequestHead:
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
         self.upgrade = upgrade
+        self.websocket = websocket
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method} {self.target!r} HTTP/{self.http_version})"

@@ -119,6 +119,7 @@ def build_head(
     upgrade_requested = False
     upgrade: bytes | None = None
     content_lengths = 0
+    has_body = False
     chunked = False
     hosts = 0
     head_size = len(target)
@@ -138,6 +139,7 @@ def build_head(
                 raise MalformedRequest("more than one Content-Length header")
             if not value.isdigit():
                 raise MalformedRequest("Content-Length is not a number")
+            has_body = value.strip(b"0") != b""
         elif kind == _TRANSFER_ENCODING:
             if chunked or value.strip().lower() != b"chunked":
                 raise TransferCodingNotImplemented("only Transfer-Encoding: chunked is supported")
@@ -163,6 +165,8 @@ def build_head(
         raise MalformedRequest("both Content-Length and Transfer-Encoding")
     if hosts > 1 or (hosts == 0 and http_version == "1.1"):
         raise MalformedRequest("HTTP/1.1 needs exactly one Host header")
+    if not upgrade_requested:
+        upgrade = None
     return RequestHead(
         method,
         target,
@@ -170,5 +174,6 @@ def build_head(
         headers,
         keep_alive and not close,
         expect_continue,
-        upgrade if upgrade_requested else None,
+        upgrade,
+        upgrade == b"websocket" and method == "GET" and not (has_body or chunked),
     )

@@ -10,7 +10,8 @@ llhttp's, so both parsers answer the same bytes the same way (``build_head`` doe
 - a bare LF line ending, or obsolete line folding, in the head: 400;
 - empty lines before the request line are skipped (RFC 9112 2.2), which h11 rejects;
 - a request line that never ends is 414, not h11's generic 431.
-Like the httptools adapter, ``feed`` never raises for bad input: a ``RequestError`` comes last.
+Like the httptools adapter, ``feed`` never raises for bad input: a ``RequestError`` comes last, and
+with ``switch_websocket`` it stops after a WebSocket handshake head, leaving the rest in ``switched``.
 """
 
 from __future__ import annotations
@@ -49,10 +50,22 @@ _NEED_DATA, _PAUSED = h11.NEED_DATA, h11.PAUSED
 class H11Parser:
     """Turns request bytes into events with h11. One instance per connection."""
 
-    __slots__ = ("_conn", "_done", "_head_buf", "_keep_alive", "_limits")
+    __slots__ = (
+        "_conn",
+        "_done",
+        "_head_buf",
+        "_keep_alive",
+        "_limits",
+        "_switch_websocket",
+        "_switching",
+        "switched",
+    )
 
-    def __init__(self, limits: HeadLimits) -> None:
+    def __init__(self, limits: HeadLimits, switch_websocket: bool = False) -> None:
         self._limits = limits
+        self._switch_websocket = switch_websocket
+        self._switching = False
+        self.switched: bytes | None = None  # bytes after a WebSocket head we stopped at
         self._conn = self._new_connection()
         # Raw bytes of the head being read (None while reading a body): checked for what h11 forgives.
         self._head_buf: bytearray | None = bytearray()
@@ -113,6 +126,10 @@ class H11Parser:
                 events.append(self._head(event))  # type: ignore[arg-type]
             elif kind is _EndOfMessage:
                 events.append(REQUEST_END)
+                if self._switching:  # the WebSocket side takes the connection from here
+                    self._done = True
+                    self.switched = bytes(conn.trailing_data[0])
+                    return
                 if not self._next_request():
                     return
                 conn = self._conn
@@ -142,6 +159,7 @@ class H11Parser:
             self._limits,
         )
         self._keep_alive = parsed.keep_alive
+        self._switching = parsed.websocket and self._switch_websocket
         return parsed
 
     def _next_request(self) -> bool:

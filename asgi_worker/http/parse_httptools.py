@@ -5,7 +5,9 @@ events of every request completed or begun in that chunk, in order. Bad input ne
 ``feed``: the ``RequestError`` that answers it is the last item of the list and the parser is dead
 afterwards, so requests pipelined before the garbage are still served (nothing lost).
 
-Upgrade requests: see the ``HttpParserUpgrade`` branch of ``feed``; their body is read like any other.
+Upgrade requests: see the ``HttpParserUpgrade`` branch of ``feed``; their body is read like any other,
+except a WebSocket handshake when the server switches for it (``switch_websocket``): then parsing
+stops after its head and ``switched`` holds the bytes that followed, for the WebSocket side.
 
 Memory: llhttp buffers an unfinished token itself, so a client could stream an endless header value.
 Besides the exact checks in ``build_head`` we count the bytes of every chunk that starts and ends
@@ -43,13 +45,19 @@ class HttptoolsParser:
         "_limits",
         "_parser",
         "_swallow_head",
+        "_switch_websocket",
+        "_switching",
         "_upgrade_framing",
         "_url",
         "in_head",
+        "switched",
     )
 
-    def __init__(self, limits: HeadLimits) -> None:
+    def __init__(self, limits: HeadLimits, switch_websocket: bool = False) -> None:
         self._limits = limits
+        self._switch_websocket = switch_websocket
+        self._switching = False
+        self.switched: bytes | None = None  # bytes after a WebSocket head we stopped at
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event | RequestError] = []
         self._url = b""
@@ -77,6 +85,10 @@ class HttptoolsParser:
             # be read as a body (else it would be parsed as more requests: smuggling). A fresh
             # parser is primed with a swallowed head carrying the same framing, then fed the rest.
             rest = data[exc.args[0] :]
+            if self._switching:  # the WebSocket side takes the connection from here
+                self._done = True
+                self.switched = rest
+                return events
             self._parser = httptools.HttpRequestParser(self)
             if self._upgrade_framing is not None:
                 rest = self._upgrade_framing + rest
@@ -147,6 +159,7 @@ class HttptoolsParser:
             self._limits,
         )
         self._keep_alive = head.keep_alive
+        self._switching = head.websocket and self._switch_websocket
         if head.upgrade is not None:
             self._upgrade_framing = _framing_head(head.headers)
         self._events.append(head)

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from asgi_worker.http.events import RequestHead
 from asgi_worker.http.proxy import ProxyTrust, apply_proxy_headers
 
-__all__ = ["ASGI_VERSION", "ConnectionFacts", "build_http_scope", "split_target"]
+__all__ = ["ASGI_VERSION", "ConnectionFacts", "build_http_scope", "build_websocket_scope", "split_target"]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
@@ -107,4 +107,23 @@ def build_http_scope(head: RequestHead, facts: ConnectionFacts) -> dict[str, Any
     extensions = facts.extensions
     if extensions is not None:  # TLS only: a fresh outer dict, since middleware may add to it
         scope["extensions"] = extensions.copy()
+    return scope
+
+
+_WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+
+
+def build_websocket_scope(
+    head: RequestHead, facts: ConnectionFacts, subprotocols: list[str]
+) -> dict[str, Any]:
+    """The ``websocket`` scope: the HTTP scope's facts (proxy, root_path, state, TLS) with its
+    scheme as ``ws``/``wss``, the offered ``subprotocols``, and the denial-response extension."""
+    scope = build_http_scope(head, facts)
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["scheme"] = _WS_SCHEMES.get(scope["scheme"], "ws")
+    scope["subprotocols"] = subprotocols
+    extensions = scope.get("extensions") or {}
+    extensions["websocket.http.response"] = {}
+    scope["extensions"] = extensions
     return scope

@@ -1,0 +1,359 @@
+"""The asyncio shell of one WebSocket: bytes in -> websockets' frames -> session; session -> bytes out.
+
+Rules:
+- The HTTP connection hands over its transport (``set_protocol``) after a handshake request; from
+  then on every byte goes to the websockets library's sans-I/O ``Protocol``. It answers pings and
+  close frames itself; after every call we write ``data_to_send()`` (an empty chunk there means
+  "close the TCP connection", which the server side does first, RFC 6455 7.1.1).
+- Frames are reassembled here into messages for the session; the library bounds their size
+  (``--ws-max-size``: 1009) and checks the framing (1002). Text that is not UTF-8 is 1007.
+- Timers are deadlines swept by the server's tick, like HTTP keep-alive: the next ping, the pong it
+  waits for (``--ws-ping-timeout``: 1011), and the close handshake (``CLOSE_TIMEOUT``: a peer that
+  never answers our close is cut off). No timer handle per connection.
+- Backpressure both ways: reading pauses while the session's queue is full; ``send`` waits while
+  the transport is above its write high-water mark.
+- Graceful stop: an open WebSocket gets close 1012 and the app ``websocket.disconnect`` 1012; one
+  still in its handshake gets 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any, cast
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, Side, State
+
+from asgi_worker.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
+from asgi_worker.http.response import CHUNKED, CHUNKED_END, encode_chunk, encode_error_response, plan_response
+from asgi_worker.http.scope import build_websocket_scope
+from asgi_worker.ws.handshake import Handshake, protocol_logger
+from asgi_worker.ws.session import WsSession
+
+if TYPE_CHECKING:
+    from asgi_worker.context import ServerContext
+    from asgi_worker.http.events import RequestHead
+    from asgi_worker.http.scope import ConnectionFacts
+
+__all__ = ["CLOSE_TIMEOUT", "WebSocketConnection", "WsSettings"]
+
+logger = logging.getLogger("asgi_worker.error")
+
+# Seconds a peer gets to answer our close frame before the TCP connection is aborted: the
+# websockets library's own default close_timeout (uvicorn inherits it).
+CLOSE_TIMEOUT = 10.0
+# Bytes a client may send before its handshake is answered (it must wait for the 101, RFC 6455
+# 4.1); past this, reading pauses until the app accepts.
+_EARLY_LIMIT = 65536
+
+_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+_OPEN, _CLOSED = State.OPEN, State.CLOSED
+
+
+class WsSettings:
+    """The ``--ws-*`` settings of one server, read by every WebSocket connection."""
+
+    __slots__ = ("deflate", "max_queue", "max_size", "ping_interval", "ping_timeout")
+
+    def __init__(
+        self, max_size: int, max_queue: int, ping_interval: float, ping_timeout: float, deflate: bool
+    ) -> None:
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.deflate = deflate
+
+    def take_over(
+        self,
+        ctx: ServerContext,
+        transport: asyncio.Transport,
+        head: RequestHead,
+        facts: ConnectionFacts,
+        rest: bytes,
+    ) -> None:
+        """Switch ``transport`` from HTTP to a new ``WebSocketConnection`` for ``head``."""
+        connection = WebSocketConnection(ctx, self, transport)
+        transport.set_protocol(connection)
+        connection.start(head, facts, rest)
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """One upgraded connection. Registered in ``ctx.connections`` like an HTTP one."""
+
+    def __init__(self, ctx: ServerContext, settings: WsSettings, transport: asyncio.Transport) -> None:
+        self._ctx = ctx
+        self._settings = settings
+        self._transport = transport
+        self.write_paused = False
+        self.deadline = 0.0
+        self._next_ping = self._pong_due = self._close_due = 0.0
+        self._write_waiters: list[asyncio.Future[None]] = []
+        self._handshake: Handshake | None = None
+        self._protocol: Protocol | None = None  # set once the app accepts
+        self._session: WsSession | None = None
+        self._early = b""
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._denial_chunked = False
+        self._reading_paused = False
+        self._gone = False
+        self._told = False  # the session has heard how the WebSocket ended
+        self._label = ""
+
+    def start(self, head: RequestHead, facts: ConnectionFacts, rest: bytes) -> None:
+        """Check the handshake request; answer a bad one, or start the app on a good one."""
+        ctx = self._ctx
+        ctx.connections.add(self)
+        self._transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        handshake = self._handshake = Handshake(head, self._settings.deflate)
+        if not handshake.accepted:
+            self._transport.write(handshake.refusal())
+            self._transport.close()
+            return
+        scope = build_websocket_scope(head, facts, handshake.offered_subprotocols)
+        self._label = f'{_peer(scope)} - "WebSocket {scope["raw_path"].decode("latin-1")}"'
+        session = self._session = WsSession(self, scope, self._settings.max_queue)
+        task = session.task = ctx.loop.create_task(session.run_asgi(ctx.app, ctx))
+        ctx.tasks.add(task)
+        self._early = rest
+        self._set_reading(len(rest) <= _EARLY_LIMIT)
+
+    # asyncio.Protocol
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self._protocol
+        if protocol is None:  # still in the handshake: keep it for after the 101
+            self._early += data
+            if len(self._early) > _EARLY_LIMIT:
+                self._set_reading(False)
+            return
+        protocol.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        if self._protocol is not None:
+            self._protocol.receive_eof()
+            self._process()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = True
+        self._ctx.connection_closed(self)
+        if self._session is not None and not self._told:
+            self._told = True
+            self._session.dropped()
+        self.write_paused = False
+        self._wake_writers()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writers()
+
+    # Incoming frames
+
+    def _process(self) -> None:
+        protocol = self._protocol
+        assert protocol is not None and self._session is not None
+        for event in protocol.events_received():
+            frame = cast(Frame, event)  # with the state born OPEN, the library yields frames only
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY:
+                if frame.fin:
+                    self._deliver(opcode is _TEXT, bytes(frame.data))
+                else:
+                    self._fragment_text = opcode is _TEXT
+                    self._fragments = [bytes(frame.data)]
+            elif opcode is _CONT:
+                self._fragments.append(bytes(frame.data))
+                if frame.fin:
+                    data, self._fragments = b"".join(self._fragments), []
+                    self._deliver(self._fragment_text, data)
+            elif opcode is _PONG:
+                self._pong_due = 0.0
+                self._update_deadline()
+        self._flush()
+        if not self._told:
+            close = protocol.close_rcvd or (protocol.close_sent if protocol.state is not _OPEN else None)
+            if close is not None:  # the client closed, or the library failed the connection (1002, 1009)
+                self._told = True
+                self._session.disconnected(close.code, close.reason)
+        if self._session.queue_full:
+            self._set_reading(False)
+
+    def _deliver(self, text: bool, data: bytes) -> None:
+        if text:
+            try:
+                message: str | bytes = data.decode("utf-8")
+            except UnicodeDecodeError:
+                assert self._protocol is not None
+                self._protocol.fail(1007, "invalid UTF-8 in text message")
+                return
+        else:
+            message = data
+        assert self._session is not None
+        self._session.feed_message(message)
+
+    def _flush(self) -> None:
+        assert self._protocol is not None
+        for data in self._protocol.data_to_send():
+            if data:
+                self._transport.write(data)
+            else:  # the library's "send EOF": the close handshake is done (or failed)
+                self._transport.close()
+
+    # WsHost: called by the session.
+
+    def accept(self, subprotocol: str | None, headers: Any) -> None:
+        """Write the 101 and start speaking WebSocket frames."""
+        assert self._handshake is not None
+        if self._gone:
+            return
+        self._transport.write(self._handshake.switching_head(subprotocol, headers, self._ctx.defaults))
+        settings = self._settings
+        protocol = self._protocol = Protocol(
+            Side.SERVER, state=_OPEN, max_size=settings.max_size, logger=protocol_logger
+        )
+        protocol.extensions = self._handshake.extensions
+        self._handshake = None
+        logger.info("%s [accepted]", self._label)
+        if settings.ping_interval:
+            self._next_ping = self._ctx.loop.time() + settings.ping_interval
+            self._update_deadline()
+        early, self._early = self._early, b""
+        self._set_reading(True)
+        if early:
+            self.data_received(early)
+
+    def refuse(self, status: int) -> None:
+        """Answer the handshake with a plain error response (403 for close-before-accept, 500)."""
+        if not self._gone:
+            logger.info("%s %d", self._label, status)
+            self._transport.write(encode_error_response(status, self._ctx.defaults))
+            self._transport.close()
+
+    def deny(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
+        """Write part of a denial response (``websocket.http.response.*``); close after the last part."""
+        if self._gone:
+            return
+        if self._handshake is not None:  # the first body message carries the head
+            plan = plan_response(
+                status, headers, self._ctx.defaults, None if more_body else len(body), False, False, False
+            )
+            self._handshake = None
+            self._denial_chunked = plan.framing == CHUNKED
+            self._transport.write(plan.head)
+        if self._denial_chunked:
+            body = (encode_chunk(body) if body else b"") + (b"" if more_body else CHUNKED_END)
+        if body:
+            self._transport.write(body)
+        if not more_body:
+            self._transport.close()
+
+    def send_data(self, data: str | bytes) -> None:
+        """Send one message (text or binary) now."""
+        protocol = self._protocol
+        if protocol is None or protocol.state is not _OPEN:
+            return
+        if type(data) is str:
+            protocol.send_text(data.encode("utf-8"))
+        else:
+            protocol.send_binary(cast(bytes, data))
+        self._flush()
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the close handshake (the app's ``websocket.close`` or its end)."""
+        protocol = self._protocol
+        if protocol is None:
+            self._transport.close()
+            return
+        if protocol.state is _OPEN:
+            protocol.send_close(code, reason)
+            self._flush()
+        self._close_due = self._ctx.loop.time() + CLOSE_TIMEOUT
+        self._update_deadline()
+
+    def queue_drained(self) -> None:
+        """The app took a message from a full queue: read again."""
+        self._set_reading(True)
+
+    async def wait_writable(self) -> None:
+        """Return once the transport is below its low-water mark, or the connection is gone."""
+        while self.write_paused and not self._gone:
+            waiter = self._ctx.loop.create_future()
+            self._write_waiters.append(waiter)
+            await waiter
+
+    def _wake_writers(self) -> None:
+        waiters, self._write_waiters = self._write_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _set_reading(self, on: bool) -> None:
+        if self._gone or on != self._reading_paused:
+            return
+        self._reading_paused = not on
+        if on:
+            self._transport.resume_reading()
+        else:
+            self._transport.pause_reading()
+
+    # Deadlines (swept by the server's tick) and shutdown
+
+    def _update_deadline(self) -> None:
+        due = [t for t in (self._next_ping, self._pong_due, self._close_due) if t]
+        self.deadline = min(due) if due else 0.0
+
+    def deadline_passed(self) -> None:
+        """Called by the server's sweep when ``deadline`` is in the past."""
+        now = self._ctx.loop.time()
+        protocol = self._protocol
+        if self._close_due and now >= self._close_due:
+            self._transport.abort()  # the peer never finished the close handshake
+            self.deadline = 0.0
+            return
+        if protocol is not None and self._pong_due and now >= self._pong_due:
+            self._pong_due = self._next_ping = 0.0
+            protocol.fail(1011, "keepalive ping timeout")
+            self._flush()
+            self._process()
+            self._close_due = now + CLOSE_TIMEOUT
+        elif protocol is not None and self._next_ping and now >= self._next_ping:
+            if protocol.state is _OPEN:
+                protocol.send_ping(os.urandom(4))
+                self._flush()
+                settings = self._settings
+                self._next_ping = now + settings.ping_interval
+                if settings.ping_timeout and not self._pong_due:
+                    self._pong_due = now + settings.ping_timeout
+            else:
+                self._next_ping = 0.0
+        self._update_deadline()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close 1012 (the app hears 1012 too); 503 if still in the handshake."""
+        session = self._session
+        if session is not None and not self._told:
+            self._told = True
+            session.disconnected(1012, "")
+        if self._protocol is None:
+            if not self._gone:
+                self._transport.write(encode_error_response(503, self._ctx.defaults))
+                self._transport.close()
+            return
+        self.close(1012, "")
+
+    def abort(self) -> None:
+        """Forced stop: drop the connection now."""
+        self._transport.abort()
+
+
+def _peer(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
