@@ -18,7 +18,7 @@ from asgi_worker.errors import AppLoadError, ConfigError
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK, USAGE_ERROR
 from asgi_worker.options import OPTIONS, Option, env_name
 
-__all__ = ["build_parser", "main", "parse_config_kwargs"]
+__all__ = ["build_parser", "fail", "main", "parse_config_kwargs"]
 
 PROG = "asgi_worker"
 
@@ -30,12 +30,12 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The argument parser, generated from ``OPTIONS``."""
+def build_parser(prog: str = PROG, options: Sequence[Option] = OPTIONS) -> argparse.ArgumentParser:
+    """The argument parser, generated from ``options`` (the supervisor passes ours plus its own)."""
     parser = _OneLineParser(prog=prog, description="Serve an ASGI application.")
     parser.add_argument("app", metavar="APP", help="The application, as module:attribute.")
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
-    for option in OPTIONS:
+    for option in options:
         _add_option(parser, option)
     return parser
 
@@ -95,14 +95,20 @@ def _from_env(option: Option, environ: dict[str, str]) -> Any:
 
 
 def parse_config_kwargs(
-    argv: Sequence[str], environ: dict[str, str] | None = None, prog: str = PROG
+    argv: Sequence[str],
+    environ: dict[str, str] | None = None,
+    prog: str = PROG,
+    options: Sequence[Option] = OPTIONS,
 ) -> tuple[str, dict[str, Any]]:
-    """``(app, Config keyword arguments)`` from argv, then the environment, then the defaults."""
+    """``(app, keyword arguments)`` from argv, then the environment, then the defaults.
+
+    Only settings given somewhere are in the result; ``Config`` supplies the other defaults.
+    """
     environ = dict(os.environ) if environ is None else environ
-    namespace = vars(build_parser(prog).parse_args(list(argv)))
+    namespace = vars(build_parser(prog, options).parse_args(list(argv)))
     app = namespace.pop("app")
     kwargs: dict[str, Any] = {}
-    for option in OPTIONS:
+    for option in options:
         if option.name in namespace:
             kwargs[option.name] = namespace[option.name]
         else:
@@ -129,17 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = Server(config)
         server.run()
     except (AppLoadError, ConfigError) as exc:
-        _fail(exc)
+        fail(exc)
         return CONFIG_ERROR
     except KeyboardInterrupt:
         return OK
     return OK if server.started else BOOT_ERROR
 
 
-def _fail(exc: Exception) -> None:
-    # One line for the operator; the traceback only when they asked for debug output.
+def fail(exc: Exception, prog: str = PROG) -> None:
+    """Tell the operator what is wrong in one line; the traceback only with debug logging."""
     debug = logging.getLogger("asgi_worker").isEnabledFor(logging.DEBUG)
     cause = exc.__cause__
     if debug and cause is not None:
         logging.getLogger("asgi_worker.error").debug("Caused by:", exc_info=cause)
-    sys.stderr.write(f"{PROG}: error: {exc}\n")
+    sys.stderr.write(f"{prog}: error: {exc}\n")

@@ -65,12 +65,14 @@ class ServerContext:
         self.trace = False  # --log-level trace: log connections made and lost
         self.ws: Any = None  # ws.connection.WsSettings when WebSocket upgrades are served
         self.on_limit_reached: Callable[[], None] = lambda: None
+        self.stop_at_limit = True  # False under a supervisor: it replaces us, we keep serving meanwhile
+        self.drain_idle_grace = 0.0  # seconds an idle keep-alive connection stays open while draining
         self._drained: asyncio.Event | None = None
 
     def request_started(self) -> bool:
         """Count a request. False when the server is already past ``limit_max_requests``."""
         state = self.state
-        if self.max_requests is not None and state.total_requests >= self.max_requests:
+        if self.max_requests is not None and state.total_requests >= self.max_requests and self.stop_at_limit:
             return False
         state.total_requests += 1
         if state.total_requests == self.max_requests:

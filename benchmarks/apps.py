@@ -19,7 +19,7 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-__all__ = ["body_64k", "json_1k", "plain", "streamed", "upload"]
+__all__ = ["body_64k", "json_1k", "plain", "streamed", "upload", "ws_echo"]
 
 PLAIN_BODY = b"Hello, world!"
 JSON_BODY = json.dumps(
@@ -96,3 +96,19 @@ async def upload(scope: Scope, receive: Receive, send: Send) -> None:
         more_body = message.get("more_body", False)
     body = str(size).encode()
     await _send_whole(send, _start(b"text/plain; charset=utf-8", len(body)), body)
+
+
+async def ws_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Accept a WebSocket and send every message straight back: per-message cost both ways."""
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        if message.get("bytes") is not None:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+        else:
+            await send({"type": "websocket.send", "text": message["text"]})

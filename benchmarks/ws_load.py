@@ -1,0 +1,106 @@
+"""A WebSocket load client cheap enough not to be what it measures.
+
+Frames are built once (masked with a fixed key, as RFC 6455 allows any key) and written in bursts;
+echoes are counted by bytes, never parsed one by one: the server's frames for a fixed payload have
+a fixed size. So the client spends almost nothing per message and one core of it outruns one
+Python server core.
+
+Usage (run by ws_run.py, pinned to the client CPU):
+  python ws_load.py PORT small|large DURATION CONNECTIONS   -> prints one JSON line {"msgs": ..., "seconds": ...}
+  python ws_load.py PORT idle COUNT HOLD_SECONDS            -> opens COUNT idle WebSockets, prints "ready", holds
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import struct
+import sys
+import time
+
+MASK = b"\x01\x02\x03\x04"
+SMALL_PAYLOAD = b"x" * 32  # a chat-sized message
+SMALL_BURST = 50  # messages in flight per connection
+LARGE_PAYLOAD = b"y" * (1024 * 1024)
+
+
+def client_frame(payload: bytes, opcode: int = 0x2) -> bytes:
+    """One final, masked client frame."""
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+    elif size < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+    mask = (MASK * (size // 4 + 1))[:size]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(size, "big")
+    return head + MASK + masked
+
+
+def server_frame_size(size: int) -> int:
+    """Bytes of an unmasked server frame carrying ``size`` payload bytes."""
+    return size + (2 if size < 126 else 4 if size < 65536 else 10)
+
+
+async def open_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect and complete the handshake (no extensions offered: plain frames both ways)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=8 * 1024 * 1024)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"handshake refused: {head[:60]!r}")
+    return reader, writer
+
+
+async def echo_loop(port: int, payload: bytes, burst: int, deadline: float) -> int:
+    reader, writer = await open_websocket(port)
+    blob = client_frame(payload) * burst
+    expected = server_frame_size(len(payload)) * burst
+    count = 0
+    while time.monotonic() < deadline:
+        writer.write(blob)
+        await reader.readexactly(expected)
+        count += burst
+    writer.write(struct.pack("!BB", 0x88, 0x80) + MASK)  # close, no code
+    writer.close()
+    return count
+
+
+async def measure(port: int, kind: str, duration: float, connections: int) -> None:
+    payload, burst = (SMALL_PAYLOAD, SMALL_BURST) if kind == "small" else (LARGE_PAYLOAD, 1)
+    started = time.monotonic()
+    counts = await asyncio.gather(
+        *(echo_loop(port, payload, burst, started + duration) for _ in range(connections))
+    )
+    print(json.dumps({"msgs": sum(counts), "seconds": time.monotonic() - started}), flush=True)
+
+
+async def hold_idle(port: int, count: int, hold: float) -> None:
+    sockets = []
+    for _ in range(count):
+        sockets.append(await open_websocket(port))
+    print("ready", flush=True)
+    await asyncio.sleep(hold)
+    for _, writer in sockets:
+        writer.close()
+
+
+def main() -> None:
+    port, kind = int(sys.argv[1]), sys.argv[2]
+    if kind == "idle":
+        asyncio.run(hold_idle(port, int(sys.argv[3]), float(sys.argv[4])))
+    else:
+        asyncio.run(measure(port, kind, float(sys.argv[3]), int(sys.argv[4])))
+
+
+if __name__ == "__main__":
+    main()

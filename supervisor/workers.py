@@ -1,0 +1,181 @@
+"""Worker processes: the arbiter's record of each, and what a forked child runs.
+
+A worker is forked (never spawned) after the supervisor has bound the listening sockets, so it
+inherits them and, with ``--preload``, the imported app. In the child:
+- signals go back to their defaults, then the server installs its own: SIGTERM graceful, SIGQUIT
+  quick, SIGUSR1 reopen log files; SIGUSR2 dumps every thread's stack (faulthandler, which works
+  even while the event loop is blocked in C code, e.g. ``time.sleep``);
+- the child leaves the supervisor's process group, so a terminal's Ctrl-C reaches the supervisor
+  alone, which then tells each worker once;
+- ``ASGI_WORKER_SLOT`` (stable index, 0..N-1) and ``ASGI_WORKER_GENERATION`` (rolling restarts so
+  far) are set before the app is imported;
+- the event loop is created here, in the child, never inherited;
+- the worker exits with ``exitcodes``: BOOT_ERROR or CONFIG_ERROR before it was ready stops the
+  supervisor instead of a restart loop. It also exits when the supervisor dies (no orphans).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from asgi_worker.config import Config
+from asgi_worker.errors import AppLoadError, ConfigError
+from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK
+from asgi_worker.loops import loop_factory, run_on_new_loop
+from asgi_worker.server import Server
+from supervisor.heartbeat import Beacon, BeaconReader
+from supervisor.policy import WorkerState, WorkerView
+
+__all__ = ["DRAIN_IDLE_GRACE", "WorkerRecord", "fork_worker"]
+
+# Seconds an idle keep-alive connection of a draining worker stays open, so that a client's next
+# request gets an answer (with connection: close) rather than a socket closed under it.
+DRAIN_IDLE_GRACE = 1.0
+
+
+@dataclass
+class WorkerRecord(WorkerView):
+    """One worker as the arbiter tracks it."""
+
+    generation: int = 0
+    requests: int = 0
+    reader: BeaconReader | None = None
+    exit_status: int | None = None
+
+
+def fork_worker(
+    config: Config,
+    sockets: list[socket.socket],
+    slot: int,
+    generation: int,
+    close_in_child: Callable[[], None],
+    now: float,
+) -> WorkerRecord:
+    """Fork a worker for ``slot``; returns its record (BOOTING). The child never returns from here."""
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = CONFIG_ERROR
+        try:
+            os.close(read_fd)
+            close_in_child()
+            code = run_worker(config, sockets, Beacon(write_fd), slot, generation)
+        except BaseException:  # never unwind into the supervisor's code in a forked child
+            logging.getLogger("asgi_worker.error").exception("Worker %d crashed", os.getpid())
+        finally:
+            logging.shutdown()
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+    os.close(write_fd)
+    return WorkerRecord(
+        pid=pid,
+        slot=slot,
+        state=WorkerState.BOOTING,
+        started=now,
+        last_beat=now,
+        generation=generation,
+        reader=BeaconReader(read_fd),
+    )
+
+
+def run_worker(
+    config: Config, sockets: list[socket.socket], beacon: Beacon, slot: int, generation: int
+) -> int:
+    """The child's main: load the app (unless preloaded), serve the sockets, return the exit code."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    os.environ["ASGI_WORKER_SLOT"] = str(slot)
+    os.environ["ASGI_WORKER_GENERATION"] = str(generation)
+    _set_title(f"asgi-supervise: worker {slot} [{config.app if isinstance(config.app, str) else 'app'}]")
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
+    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):  # the supervisor's, not ours
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        config.load()
+    except (AppLoadError, ConfigError) as exc:
+        logging.getLogger("asgi_worker.error").error("Worker %d failed to load: %s", os.getpid(), exc)
+        return CONFIG_ERROR
+    server = WorkerServer(config, beacon, os.getppid())
+    run_on_new_loop(server.serve(sockets=sockets), loop_factory(config.loop))
+    return OK if server.started else BOOT_ERROR
+
+
+class WorkerServer(Server):
+    """An asgi_worker ``Server`` that reports to the arbiter and takes the supervisor's signals."""
+
+    def __init__(self, config: Config, beacon: Beacon, supervisor_pid: int) -> None:
+        super().__init__(config)
+        self._beacon = beacon
+        self._supervisor_pid = supervisor_pid
+        self.drain_idle_grace = DRAIN_IDLE_GRACE
+        self.limit_reached_callback = lambda: beacon.send("recycle", "max-requests")
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._beacon.send("ready")
+
+    def on_tick(self) -> None:
+        super().on_tick()
+        self._beacon.send("beat", self.server_state.total_requests)
+        if os.getppid() != self._supervisor_pid and not self.should_exit:
+            logging.getLogger("asgi_worker.error").warning("Supervisor is gone: worker %d stops", os.getpid())
+            self.should_exit = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """SIGTERM/SIGINT graceful, SIGQUIT quick, SIGUSR1 reopen logs; handlers only set flags."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGTERM: lambda: self.handle_exit(signal.SIGTERM, None),
+            signal.SIGINT: lambda: self.handle_exit(signal.SIGINT, None),
+            signal.SIGQUIT: self._quick_stop,
+            signal.SIGUSR1: reopen_log_files,
+        }
+        for signum, handler in handlers.items():
+            loop.add_signal_handler(signum, handler)
+        try:
+            yield
+        finally:
+            for signum in handlers:
+                loop.remove_signal_handler(signum)
+
+    def _quick_stop(self) -> None:
+        self.should_exit = True
+        self.handle_exit(signal.SIGQUIT, None)  # a second request: stop waiting for in-flight work
+
+
+def reopen_log_files() -> None:
+    """SIGUSR1: reopen every file a logging handler writes to (after logrotate moved it)."""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    handler.close()
+                    handler.stream = handler._open()
+                finally:
+                    handler.release()
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle  # type: ignore[import-not-found]  # optional: role and app in ps/top
+    except ImportError:
+        return
+    setproctitle.setproctitle(title)
