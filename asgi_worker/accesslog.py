@@ -4,14 +4,21 @@ Lines are logged when a response is complete, so status, size and duration are f
 log is decided once per server (``AccessLog.enabled``), never per request.
 
 Two paths:
-- Default configuration (our own stream handler and format on ``asgi_worker.access``): the line is
-  formatted on the loop with one f-string, lines are batched per loop iteration, and each batch is
-  handed to a writer thread that only writes. The thread releases the GIL while it writes, so it
-  does not compete with the loop (a thread that formats records would), and a slow or blocked
-  stdout never stalls the loop: past ``MAX_PENDING`` unwritten bytes, lines are dropped and counted.
+- Default configuration (one plain ``StreamHandler`` on ``asgi_worker.access`` whose formatter is
+  our ``AccessFormatter`` with its default format, or our ``JsonFormatter``): the line is formatted
+  on the loop (one f-string for the default line; the compiled ``--access-log-format`` function; or
+  the JSON f-string), exactly as that formatter would write it (colors included), lines are batched
+  per loop iteration, and each batch is handed to a writer thread that only writes. The thread
+  releases the GIL while it writes, so it does not compete with the loop (a thread that formats
+  records would), and a slow or blocked stdout never stalls the loop: past ``MAX_PENDING``
+  unwritten bytes, lines are dropped and counted.
 - Any other configuration (``--log-config``, extra handlers or filters): records go through
   ``logging`` as usual, handed to a ``QueueListener`` thread; filters and formatters apply there.
-Request text is escaped either way: control characters become ``\\xNN`` (no log injection).
+  Each record carries an ``accessformat.AccessEntry`` as ``asgi_access``; the text is rendered
+  lazily, over there. The default line keeps uvicorn-like args (see ``logs.AccessFormatter``).
+The path and the per-line function are chosen once, in ``start``: ``log`` is rebound, so a line
+costs no branch on settings. Request text is escaped either way: control characters become
+``\\xNN`` on text lines; JSON lines rely on JSON escaping (no log injection).
 """
 
 from __future__ import annotations
@@ -19,27 +26,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import threading
-from typing import Any, TextIO
+from collections.abc import Callable
+from time import time
+from typing import TextIO
 
-from asgi_worker.http.response import reason_phrase
-from asgi_worker.logs import ACCESS_MESSAGE, DEFAULT_ACCESS_FORMAT, AccessFormatter, escape_controls
+from asgi_worker.accessformat import AccessEntry, CompletedCycle, Render, compile_access_format
+from asgi_worker.jsonlog import JsonFormatter
+from asgi_worker.logs import (
+    ACCESS_MESSAGE,
+    DEFAULT_ACCESS_FORMAT,
+    AccessFormatter,
+    escape_controls,
+    level_prefix,
+    status_text,
+)
 
 __all__ = ["AccessLog"]
 
 # Unwritten access-log text allowed to wait for a stuck stdout before lines are dropped.
 MAX_PENDING = 8 * 1024 * 1024
-
-_STATUS_TEXT: dict[int, str] = {}
-
-
-def _status_text(status: int) -> str:
-    text = _STATUS_TEXT.get(status)
-    if text is None:
-        text = _STATUS_TEXT[status] = f"{status} {reason_phrase(status)}".rstrip()
-    return text
 
 
 class _LineWriter:
@@ -86,26 +95,45 @@ class _HandoffHandler(logging.handlers.QueueHandler):
 
 
 class AccessLog:
-    """The access log of one server. Call ``start`` on the loop before serving and ``stop`` after."""
+    """The access log of one server. Call ``start`` on the loop before serving and ``stop`` after.
 
-    def __init__(self, enabled: bool) -> None:
+    ``log(cycle, duration)`` logs one completed response; call it only when ``enabled``.
+    ``access_format`` (gunicorn's atoms) is compiled here: a bad one raises ``ConfigError``.
+    """
+
+    def __init__(self, enabled: bool, access_format: str | None = None) -> None:
         self.logger = logging.getLogger("asgi_worker.access")
         self.enabled = enabled and self.logger.isEnabledFor(logging.INFO)
+        self._render: Render | None = compile_access_format(access_format) if access_format else None
         self._listener: logging.handlers.QueueListener | None = None
         self._writer: _LineWriter | None = None
         self._lines: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handlers: list[logging.Handler] = []
+        self._prefix = "INFO:     "
+        self._colors = False
+        self._pid = 0
+        self.log: Callable[[CompletedCycle, float], None] = self._log_record
 
     def start(self) -> None:
-        """Choose the path (see the module docstring) and start its thread."""
+        """Choose the path (see the module docstring) and the line function, and start the thread."""
         handlers = self.logger.handlers
         if not self.enabled or not handlers or self._listener is not None or self._writer is not None:
             return
-        stream = _default_stream(self.logger)
-        if stream is not None:
+        default = _default_stream(self.logger)
+        if default is not None:
+            stream, formatter = default
             self._loop = asyncio.get_running_loop()
             self._writer = _LineWriter(stream)
+            self._pid = os.getpid()
+            if isinstance(formatter, JsonFormatter):
+                self.log = self._log_json
+            elif self._render is not None:
+                self.log = self._log_custom
+            else:
+                self._colors = bool(formatter.use_colors)
+                self._prefix = level_prefix("INFO", logging.INFO, self._colors) + " "
+                self.log = self._log_text
             return
         records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self._listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
@@ -115,6 +143,7 @@ class AccessLog:
 
     def stop(self) -> None:
         """Write out what is pending and end the thread."""
+        self.log = self._log_record
         if self._writer is not None:
             self._flush()
             self._writer.close()
@@ -128,31 +157,35 @@ class AccessLog:
             self.logger.handlers = self._handlers
             self._listener = None
 
-    def log(self, scope: dict[str, Any], status: int, size: int, duration: float) -> None:
-        """Log one completed response. Call only when ``enabled``."""
+    # The writer path: one function per kind of line, chosen in start().
+
+    def _log_text(self, cycle: CompletedCycle, duration: float) -> None:
+        scope = cycle.scope
         client = scope["client"]
-        client_text = f"{client[0]}:{client[1]}" if client else "-"
+        client_text = escape_controls(f"{client[0]}:{client[1]}") if client else "-"
         query = scope["query_string"]
         target = scope["raw_path"].decode("latin-1")
         if query:
             target = f"{target}?{query.decode('latin-1')}"
-        if self._writer is None:
-            self.logger.info(
-                ACCESS_MESSAGE,
-                client_text,
-                scope["method"],
-                target,
-                scope["http_version"],
-                status,
-                size,
-                duration,
-            )
-            return
+        request_line = escape_controls(f"{scope['method']} {target} HTTP/{scope['http_version']}")
         lines = self._lines
         if not lines:
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]
-        request_line = escape_controls(f"{scope['method']} {target} HTTP/{scope['http_version']}")
-        lines.append(f'INFO:     {client_text} - "{request_line}" {_status_text(status)}\n')
+        lines.append(
+            f'{self._prefix}{client_text} - "{request_line}" {status_text(cycle.status, self._colors)}\n'
+        )
+
+    def _log_custom(self, cycle: CompletedCycle, duration: float) -> None:
+        self._append(self._render(cycle, duration, time()) + "\n")  # type: ignore[misc]
+
+    def _log_json(self, cycle: CompletedCycle, duration: float) -> None:
+        self._append(AccessEntry(cycle, duration, time(), self._render).json_line(self._pid) + "\n")
+
+    def _append(self, line: str) -> None:
+        lines = self._lines
+        if not lines:
+            self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+        lines.append(line)
 
     def _flush(self) -> None:
         if self._lines and self._writer is not None:
@@ -160,9 +193,36 @@ class AccessLog:
             self._lines.clear()
             self._writer.write(text)
 
+    # The logging path: a record per line, rendered lazily by whichever formatter handles it.
 
-def _default_stream(logger: logging.Logger) -> TextIO | None:
-    """The stream of the default access configuration, or None when the operator configured their own."""
+    def _log_record(self, cycle: CompletedCycle, duration: float) -> None:
+        logger = self.logger
+        entry = AccessEntry(cycle, duration, time(), self._render)
+        if self._render is not None:
+            record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", (entry,), None)
+        else:
+            scope = entry.scope
+            client = scope["client"]
+            query = scope["query_string"]
+            target = scope["raw_path"].decode("latin-1")
+            if query:
+                target = f"{target}?{query.decode('latin-1')}"
+            args = (
+                f"{client[0]}:{client[1]}" if client else "-",
+                scope["method"],
+                target,
+                scope["http_version"],
+                entry.status,
+                entry.bytes_sent,
+                duration,
+            )
+            record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, ACCESS_MESSAGE, args, None)
+        record.asgi_access = entry
+        logger.handle(record)
+
+
+def _default_stream(logger: logging.Logger) -> tuple[TextIO, AccessFormatter | JsonFormatter] | None:
+    """The stream and formatter of a default access configuration, or None for the operator's own."""
     if logger.filters or len(logger.handlers) != 1:
         return None
     handler = logger.handlers[0]
@@ -171,9 +231,11 @@ def _default_stream(logger: logging.Logger) -> TextIO | None:
         type(handler) is not logging.StreamHandler
         or handler.filters
         or handler.level > logging.INFO
-        or type(formatter) is not AccessFormatter
-        or formatter._fmt != DEFAULT_ACCESS_FORMAT
+        or not (
+            (type(formatter) is AccessFormatter and formatter._fmt == DEFAULT_ACCESS_FORMAT)
+            or type(formatter) is JsonFormatter
+        )
     ):
         return None
     stream: TextIO = handler.stream
-    return stream if stream is not None else sys.stdout
+    return (stream if stream is not None else sys.stdout), formatter

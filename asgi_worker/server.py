@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -71,6 +71,13 @@ class Server:
         self.lifespan: Lifespan | None = None
         self._app: Any = None
         self._trace = False
+        # Set by a supervisor's worker before serving: reaching limit_max_requests calls this instead
+        # of stopping (the supervisor starts a replacement first, then stops us gracefully).
+        self.limit_reached_callback: Callable[[], None] | None = None
+        # Seconds an idle keep-alive connection is kept during a graceful stop, so the client's next
+        # request is answered (with connection: close) instead of meeting a closed socket. Only
+        # useful when other processes keep listening (a supervisor's workers); 0 closes at once.
+        self.drain_idle_grace = 0.0
 
     @property
     def servers(self) -> list[asyncio.base_events.Server]:
@@ -204,7 +211,12 @@ class Server:
             )
         if config.ssl is not None:
             ctx.tls = TlsFacts(config.ssl, config.ssl_certfile)
-        ctx.on_limit_reached = self._max_requests_reached
+        if self.limit_reached_callback is not None:
+            ctx.on_limit_reached = self.limit_reached_callback
+            ctx.stop_at_limit = False
+        else:
+            ctx.on_limit_reached = self._max_requests_reached
+        ctx.drain_idle_grace = self.drain_idle_grace
         return ctx
 
     def _bind(self) -> list[socket.socket]:

@@ -67,7 +67,9 @@ def pair_ratio(samples: dict[str, list[Sample]], field: str) -> float | None:
     ours, theirs = samples.get("ours"), samples.get("uvicorn")
     if not ours or not theirs:
         return None
-    ratios = [getattr(a, field) / getattr(b, field) for a, b in zip(ours, theirs) if getattr(b, field)]
+    ratios = [
+        getattr(a, field) / getattr(b, field) for a, b in zip(ours, theirs, strict=False) if getattr(b, field)
+    ]
     return statistics.median(ratios) if ratios else None
 
 
@@ -150,7 +152,7 @@ def cpu_model() -> str:
 def write_markdown(path: Path, rows: list[Row], args: argparse.Namespace, facts: dict[str, str]) -> None:
     """Write the results file: the context first, then the table, then any wrk failures."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    off, on = (" ".join(p.flags) for p in LOG_PASSES)
+    passes = "; ".join(f"{p.name}: `{' '.join(p.flags + p.ours_only)}`" for p in LOG_PASSES)
     lines = [
         "# Benchmark results: asgi_worker vs uvicorn",
         "",
@@ -162,8 +164,8 @@ def write_markdown(path: Path, rows: list[Row], args: argparse.Namespace, facts:
         f"- command: `{' '.join(['python', 'benchmarks/run.py', *args.argv])}`",
         f"- runs: {args.rounds} x {args.duration} s per server, alternating, medians;"
         f" wrk -t1 -c{args.connections} --latency; {WARMUP_SECONDS} s warm-up discarded",
-        f"- server flags: `{' '.join(COMMON_FLAGS)}`; access log off: `{off}`;"
-        f" access log on: `{on}` (output to /dev/null)",
+        f"- server flags: `{' '.join(COMMON_FLAGS)}`; {passes} (output to /dev/null; flags uvicorn"
+        " lacks are given to ours only)",
         f"- pinning: server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}",
         *(f"- {key}: {value}" for key, value in facts.items()),
         "",

@@ -38,6 +38,7 @@ def server_command(python: str, module: str, scenario: Scenario, log_pass: LogPa
         *("--host", HOST, "--port", str(port)),
         *COMMON_FLAGS,
         *log_pass.flags,
+        *(log_pass.ours_only if module == "asgi_worker" else ()),
     ]
 
 

@@ -6,8 +6,10 @@ a fixed size. So the client spends almost nothing per message and one core of it
 Python server core.
 
 Usage (run by ws_run.py, pinned to the client CPU):
-  python ws_load.py PORT small|large DURATION CONNECTIONS   -> prints one JSON line {"msgs": ..., "seconds": ...}
-  python ws_load.py PORT idle COUNT HOLD_SECONDS            -> opens COUNT idle WebSockets, prints "ready", holds
+  python ws_load.py PORT small|large DURATION CONNECTIONS
+      prints one JSON line {"msgs": ..., "seconds": ...}
+  python ws_load.py PORT idle COUNT HOLD_SECONDS
+      opens COUNT idle WebSockets, prints "ready", then holds them
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ def main() -> int:
         ports, pids = {}, {}
         for name, module in SERVERS.items():
             ports[name] = port = free_port()
-            proc = stack.enter_context(running_server(server_command(args.python, module, port), port, app_dir))
+            proc = stack.enter_context(
+                running_server(server_command(args.python, module, port), port, app_dir)
+            )
             pids[name] = proc.pid
         for name in SERVERS:  # memory first, on fresh processes
             memory[name] = idle_kib_per_connection(args.python, ports[name], pids[name])

@@ -29,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app, kwargs = parse_config_kwargs(argv, prog=PROG, options=(*OPTIONS, *SUPERVISOR_OPTIONS))
         own = {name: kwargs.pop(name) for name in list(kwargs) if name in _OWN}
-        workers = kwargs.pop("workers", None) or 1
+        workers = kwargs.pop("workers", None)
+        workers = 1 if workers is None else workers
         settings = SupervisorConfig(workers=workers, **own)
         config = Config(app, **kwargs)
         config.configure_logging()

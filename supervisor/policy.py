@@ -86,6 +86,8 @@ def decide(
         return decision
     for slot in range(target):
         _manage_slot(decision, [w for w in alive if w.slot == slot], slot, alive)
+        if any(a is Action.SPAWN and r.startswith("replacement") for a, _, r in decision.actions):
+            alive = [*alive, WorkerView(-1, slot, WorkerState.BOOTING, now, now)]  # counts as booting
     for worker in alive:
         if worker.slot >= target and worker.state is not WorkerState.DRAINING:
             decision.add(Action.DRAIN, worker.pid, "fewer workers")

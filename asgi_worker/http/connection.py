@@ -5,7 +5,10 @@ Rules:
   (pipelining) gets its cycle created and queued, and reading pauses until the queue drains, so a
   client cannot make us buffer more than one read ahead.
 - Keep-alive survives a response only when both sides agree (request and response heads), the
-  whole request body was read, and the server is not draining. Otherwise we close after writing.
+  whole request body was read, and the server is not draining. Otherwise we close after writing;
+  under a supervisor (``drain_idle_grace``) a draining connection whose last response promised
+  keep-alive waits briefly for the client's next request and answers it with ``connection: close``,
+  because closing under a client that is already sending is a failed request.
 - Reading also pauses while more than ``READ_HIGH_WATER`` bytes of body wait for the app; ``send``
   waits while the transport is above its write high-water mark.
 - Timeouts are deadlines swept by the server's tick (see ``clock.py``): one for a head that is
@@ -194,8 +197,17 @@ class HttpConnection(asyncio.Protocol):
         if cycle is not self._current:
             return
         self._current = None
-        if not keep_alive or not cycle.body_done or self._closing or self._peer_eof or ctx.draining:
+        if not keep_alive or not cycle.body_done or self._closing or self._peer_eof:
             self._close()
+            return
+        if ctx.draining and not (ctx.drain_idle_grace and (self._pending or self._parser.in_head)):
+            if not ctx.drain_idle_grace:
+                self._close()
+                return
+            # This response promised keep-alive before the drain began: closing now would meet the
+            # client's next request. Wait for it instead (answered with connection: close).
+            self._deadline_kind = _IDLE_DEADLINE
+            self.deadline = ctx.loop.time() + ctx.drain_idle_grace
             return
         if self._pending:
             following = self._pending.popleft()
@@ -269,6 +281,9 @@ class HttpConnection(asyncio.Protocol):
         self._closing = True  # nothing more for HTTP on this connection
         self._deadline_kind = _NO_DEADLINE
         self.deadline = 0.0
+        if self._reading_paused:  # paused while the upgrade waited its turn: the WebSocket side decides now
+            self._reading_paused = False
+            self._transport.resume_reading()
         ctx.ws.take_over(ctx, self._transport, head, self._facts, rest)  # registers the new protocol
         ctx.connection_closed(self)
 
@@ -326,8 +341,18 @@ class HttpConnection(asyncio.Protocol):
         self._close()
 
     def shutdown(self) -> None:
-        """Graceful stop: close now if idle, else after the response in progress (in-flight ones finish)."""
+        """Graceful stop: close now if idle, else after the response in progress (in-flight ones finish).
+
+        With ``drain_idle_grace`` an idle connection instead stays open that long: a request the
+        client sends meanwhile is answered with ``connection: close``, which no client can race.
+        """
         if self._current is None:
+            grace = self._ctx.drain_idle_grace
+            if grace and not self._closing and self._upgrade is None:
+                self._deadline_kind = _IDLE_DEADLINE
+                self.deadline = self._ctx.loop.time() + grace
+                self._pending.clear()
+                return
             self._close()
         else:
             self._current.close_after()

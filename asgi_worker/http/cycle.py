@@ -139,6 +139,15 @@ class HttpCycle:
         self._headers: Any = ()
         self._plan: ResponsePlan | None = None
 
+    @property
+    def response_headers(self) -> Any:
+        """The headers the app sent with ``http.response.start``, as it sent them (for access logs).
+
+        ``()`` before the response started, and when the server answered instead (a 500 before the
+        first body message), since those headers were never written.
+        """
+        return self._headers if self._plan is not None else ()
+
     # Request side: called by the connection.
 
     def close_after(self) -> None:

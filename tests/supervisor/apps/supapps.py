@@ -1,0 +1,39 @@
+"""Apps served by the supervisor tests in real worker processes."""
+
+import asyncio
+import json
+import os
+import time
+
+_HOARD = []
+
+
+async def info(scope, receive, send):
+    """Answers who served it: pid, slot, generation. ``/block?S`` blocks the loop S seconds,
+    ``/slow?S`` awaits S seconds, ``/grow?MB`` keeps MB of memory alive in this worker."""
+    if scope["type"] != "http":
+        return
+    path, query = scope["path"], scope["query_string"].decode()
+    if path == "/block":
+        time.sleep(float(query or 30))
+    elif path == "/slow":
+        await asyncio.sleep(float(query or 1))
+    elif path == "/grow":
+        _HOARD.append(bytearray(int(query or 50) * 1024 * 1024))
+    body = json.dumps(
+        {
+            "pid": os.getpid(),
+            "slot": os.environ.get("ASGI_WORKER_SLOT"),
+            "generation": os.environ.get("ASGI_WORKER_GENERATION"),
+        }
+    ).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def failing_startup(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable"})

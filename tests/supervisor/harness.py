@@ -1,0 +1,183 @@
+"""Run ``asgi-supervise`` as a real process; load it from client threads; watch its log.
+
+Every process starts in its own session and is killed (the whole group, and any worker that left
+it) in ``finally``; every wait is a multiple of ``tests.timing.TICK``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from tests.timing import TICK, TIMEOUT
+
+APPS = str(Path(__file__).parent / "apps")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Supervised:
+    """A running supervisor: its process, port, and everything it logged so far."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._lock:
+                self._lines.append(line)
+
+    @property
+    def log(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_log(self, needle: str, count: int = 1, timeout: float = TIMEOUT * 2) -> str:
+        """Wait until ``needle`` was logged ``count`` times; returns the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log
+            if log.count(needle) >= count:
+                return log
+            if self.proc.poll() is not None:
+                self._reader.join(TIMEOUT)
+                break
+            time.sleep(TICK / 2)
+        raise AssertionError(f"{needle!r} x{count} not logged within {timeout} s; log:\n{self.log}")
+
+    def get(self, path: str = "/", timeout: float = TIMEOUT) -> dict[str, object]:
+        """One request on a fresh connection; the JSON answer."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            assert response.status == 200, response.status
+            return json.loads(response.read())  # type: ignore[no-any-return]
+        finally:
+            conn.close()
+
+    def workers(self) -> list[psutil.Process]:
+        """The live worker processes (children of the supervisor)."""
+        try:
+            return [p for p in psutil.Process(self.proc.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            return []
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+
+@contextlib.contextmanager
+def supervise(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Iterator[Supervised]:
+    """Start ``python -m supervisor --app-dir APPS --port P ARGS``; wait for "All ... ready"."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "--app-dir", APPS, "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    running = Supervised(proc, port)
+    descendants: list[psutil.Process] = []
+    try:
+        if ready:
+            running.wait_log("worker(s) ready")
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        yield running
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            descendants += psutil.Process(proc.pid).children(recursive=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for child in descendants:  # workers run in their own process groups
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        proc.wait(TIMEOUT)
+        psutil.wait_procs(descendants, timeout=TIMEOUT)
+        running._reader.join(TIMEOUT)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+class Load:
+    """Client threads sending GETs on keep-alive connections, as a well-behaved HTTP/1.1 client
+    does: a response with ``connection: close`` makes it reconnect, nothing is ever retried.
+    ``failures`` lists every request that did not get a 200."""
+
+    def __init__(self, port: int, threads: int = 8, path: str = "/") -> None:
+        self.port = port
+        self.path = path
+        self.ok = 0
+        self.failures: list[str] = []
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(TIMEOUT * 2)
+
+    def wait_requests(self, count: int, timeout: float = TIMEOUT * 6) -> None:
+        deadline = time.monotonic() + timeout
+        while self.ok < count and time.monotonic() < deadline:
+            time.sleep(TICK)
+
+    def _run(self) -> None:
+        conn: http.client.HTTPConnection | None = None
+        while not self._stop.is_set():
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+            try:
+                conn.request("GET", self.path)
+                response = conn.getresponse()
+                body = response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"status {response.status}")
+                pid = json.loads(body)["pid"]
+                with self._lock:
+                    self.ok += 1
+                    self.pids.add(pid)
+                if response.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except Exception as exc:  # every failure counts; the connection starts over
+                with self._lock:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
