@@ -39,6 +39,7 @@ __all__ = [
     "configure_logging",
     "escape_controls",
     "level_prefix",
+    "tag_lines_with_pid",
     "status_text",
 ]
 
@@ -116,12 +117,25 @@ def _colored(text: str, code: str | None) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if code else text
 
 
+# " [pid]" after the level on every text line of a supervisor's worker (``tag_lines_with_pid``).
+_PROCESS_TAG = ""
+
+
+def tag_lines_with_pid() -> None:
+    """From now on, text log lines of this process carry its pid: ``INFO:     [1234] message``.
+
+    Called by a supervisor's worker before logging starts, so interleaved lines can be told apart.
+    """
+    global _PROCESS_TAG
+    _PROCESS_TAG = f" [{os.getpid()}]"
+
+
 def level_prefix(levelname: str, levelno: int, colors: bool) -> str:
     """``INFO:     `` (name and colon padded to nine columns), the name colored when ``colors``."""
     pad = " " * (8 - len(levelname))
     if colors:
         levelname = _colored(levelname, _LEVEL_COLORS.get(levelno))
-    return f"{levelname}:{pad}"
+    return f"{levelname}:{pad}{_PROCESS_TAG}"
 
 
 _STATUS_TEXTS: tuple[dict[int, str], dict[int, str]] = ({}, {})  # plain, colored

@@ -30,6 +30,7 @@ from typing import Any
 from asgi_worker.config import Config
 from asgi_worker.errors import AppLoadError, ConfigError
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK
+from asgi_worker.logs import tag_lines_with_pid
 from asgi_worker.loops import loop_factory, run_on_new_loop
 from asgi_worker.server import Server
 from supervisor.heartbeat import Beacon, BeaconReader
@@ -97,6 +98,7 @@ def run_worker(
     """The child's main: load the app (unless preloaded), serve the sockets, return the exit code."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
+    tag_lines_with_pid()
     os.environ["ASGI_WORKER_SLOT"] = str(slot)
     os.environ["ASGI_WORKER_GENERATION"] = str(generation)
     _set_title(f"asgi-supervise: worker {slot} [{config.app if isinstance(config.app, str) else 'app'}]")

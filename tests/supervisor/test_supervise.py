@@ -226,3 +226,17 @@ def test_port_is_shared_by_workers_bound_once():
             c for p in sup.workers() for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN
         ]
         assert {c.laddr.port for c in listening} >= {port}
+
+
+def test_every_worker_line_carries_its_pid():
+    with supervise("supapps:info", "--workers", "2") as sup:
+        sup.get()
+        pids = {str(p.pid) for p in sup.workers()}
+        log = sup.log
+    worker_lines = [line for line in log.splitlines() if "Started server process" in line]
+    assert len(worker_lines) == 2
+    for line in worker_lines:
+        pid = line.rsplit("[", 1)[1].rstrip("]")
+        assert pid in pids and line.startswith(f"INFO:     [{pid}] ")
+    supervisor_lines = [line for line in log.splitlines() if "Supervisor" in line]
+    assert supervisor_lines and all(not line.startswith("INFO:     [") for line in supervisor_lines)
