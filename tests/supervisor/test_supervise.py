@@ -240,3 +240,12 @@ def test_every_worker_line_carries_its_pid():
         assert pid in pids and line.startswith(f"INFO:     [{pid}] ")
     supervisor_lines = [line for line in log.splitlines() if "Supervisor" in line]
     assert supervisor_lines and all(not line.startswith("INFO:     [") for line in supervisor_lines)
+
+
+def test_pid_file_written_and_removed(tmp_path):
+    pidfile = tmp_path / "app.pid"
+    with supervise("supapps:info", "--pid", str(pidfile)) as sup:
+        assert pidfile.read_text().strip() == str(sup.proc.pid)
+        sup.signal(signal.SIGTERM)
+        assert sup.proc.wait(TIMEOUT * 2) == 0
+    assert not pidfile.exists()
