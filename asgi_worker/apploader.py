@@ -2,7 +2,8 @@
 
 Every way loading can fail becomes an ``AppLoadError`` whose message names what was wrong, so the
 command line can print one line and exit 1. The module's own import errors (a typo inside the
-app) keep their traceback as ``__cause__`` for ``--log-level debug``.
+app) keep their traceback as ``__cause__`` for ``--log-level debug``. ``wsgi`` is never guessed (as
+in uvicorn): a WSGI callable takes two parameters, so ``auto`` takes it for ASGI 2.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 from asgi_worker.adapters import asgi2_to_asgi3
 from asgi_worker.errors import AppLoadError
 from asgi_worker.types import ASGIApp
+from asgi_worker.wsgi import WSGIAdapter
 
 __all__ = ["INTERFACES", "import_from_string", "load_app", "resolve_interface"]
 
-INTERFACES = ("auto", "asgi3", "asgi2")
+INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 
 
 def import_from_string(import_str: Any) -> Any:
@@ -46,7 +48,7 @@ def import_from_string(import_str: Any) -> Any:
 
 
 def resolve_interface(app: Any, interface: str) -> str:
-    """``auto`` -> ``asgi3`` or ``asgi2`` by the app's shape, as uvicorn decides it."""
+    """``auto`` -> ``asgi3`` or ``asgi2`` by the app's shape, as uvicorn decides it; others pass through."""
     if interface != "auto":
         return interface
     if inspect.isclass(app):
@@ -65,6 +67,8 @@ def _takes_three(call: Any) -> bool:
 def load_app(target: Any, factory: bool, interface: str, app_dir: str | None) -> ASGIApp:
     """Import (and with ``factory`` call) the app, then wrap it as an ASGI 3 callable.
 
+    ``interface="wsgi"`` wraps it in a ``WSGIAdapter`` (one thread pool per loaded app).
+
     ``app_dir`` goes first on ``sys.path`` ("" is the working directory, as with uvicorn); None adds nothing.
     """
     if app_dir is not None and app_dir not in sys.path:
@@ -80,4 +84,6 @@ def load_app(target: Any, factory: bool, interface: str, app_dir: str | None) ->
     if not callable(app):
         raise AppLoadError(f"the application {target!r} is not callable (got {type(app).__name__})")
     kind = resolve_interface(app, interface)
+    if kind == "wsgi":
+        return WSGIAdapter(app)
     return asgi2_to_asgi3(app) if kind == "asgi2" else app

@@ -39,8 +39,8 @@ __all__ = [
     "configure_logging",
     "escape_controls",
     "level_prefix",
-    "tag_lines_with_pid",
     "status_text",
+    "tag_lines_with_pid",
 ]
 
 TRACE_LOG_LEVEL = 5

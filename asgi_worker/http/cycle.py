@@ -335,7 +335,11 @@ class HttpCycle:
                 raise
         else:
             if self.state is not _DONE:
-                self._fail(None, "ASGI callable returned without completing the response")
+                # After the client left, an app that stops sending has done nothing wrong.
+                self._fail(
+                    None,
+                    "" if self._disconnected else "ASGI callable returned without completing the response",
+                )
         finally:
             tasks.task_finished(self.task)
 

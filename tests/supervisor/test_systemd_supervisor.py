@@ -4,7 +4,6 @@ read from a test NOTIFY_SOCKET."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import signal
 import socket
@@ -94,7 +93,7 @@ def test_sd_notify_ready_reloading_status_watchdog_stopping(tmp_path):
         env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": str(int(0.4 * 1e6))}
         with activated(listener, "supapps:info", "--workers", "2", env=env) as sup:
             first = read_datagrams(notify, "READY=1")
-            ready = [m for m in first if "READY=1" in m][0]
+            ready = next(m for m in first if "READY=1" in m)
             assert "STATUS=2 workers" in ready
             watchdogs = read_datagrams(notify, "WATCHDOG=1")
             assert watchdogs
