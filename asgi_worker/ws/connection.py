@@ -98,6 +98,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._denial_chunked = False
+        self._flush_scheduled = False
+        self._unflushed = 0  # payload bytes queued in the library since the last write
         self._reading_paused = False
         self._gone = False
         self._told = False  # the session has heard how the WebSocket ended
@@ -110,7 +112,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         handshake = self._handshake = Handshake(head, self._settings.deflate)
         if not handshake.accepted:
-            self._transport.write(handshake.refusal())
+            self._transport.write(handshake.refusal(ctx.defaults))
             self._transport.close()
             return
         scope = build_websocket_scope(head, facts, handshake.offered_subprotocols)
@@ -165,7 +167,8 @@ class WebSocketConnection(asyncio.Protocol):
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if frame.fin:
-                    self._deliver(opcode is _TEXT, bytes(frame.data))
+                    if not self._deliver(opcode is _TEXT, bytes(frame.data)):
+                        break  # failed (1007): frames parsed after the bad one are not processed
                 else:
                     self._fragment_text = opcode is _TEXT
                     self._fragments = [bytes(frame.data)]
@@ -173,7 +176,8 @@ class WebSocketConnection(asyncio.Protocol):
                 self._fragments.append(bytes(frame.data))
                 if frame.fin:
                     data, self._fragments = b"".join(self._fragments), []
-                    self._deliver(self._fragment_text, data)
+                    if not self._deliver(self._fragment_text, data):
+                        break
             elif opcode is _PONG:
                 self._pong_due = 0.0
                 self._update_deadline()
@@ -186,26 +190,34 @@ class WebSocketConnection(asyncio.Protocol):
         if self._session.queue_full:
             self._set_reading(False)
 
-    def _deliver(self, text: bool, data: bytes) -> None:
+    def _deliver(self, text: bool, data: bytes) -> bool:
+        """Hand a complete message to the session; False when it failed the connection instead."""
         if text:
             try:
                 message: str | bytes = data.decode("utf-8")
             except UnicodeDecodeError:
                 assert self._protocol is not None
                 self._protocol.fail(1007, "invalid UTF-8 in text message")
-                return
+                return False
         else:
             message = data
         assert self._session is not None
         self._session.feed_message(message)
+        return True
 
     def _flush(self) -> None:
         assert self._protocol is not None
-        for data in self._protocol.data_to_send():
-            if data:
-                self._transport.write(data)
-            else:  # the library's "send EOF": the close handshake is done (or failed)
-                self._transport.close()
+        self._flush_scheduled = False
+        self._unflushed = 0
+        chunks = self._protocol.data_to_send()
+        if not chunks:
+            return
+        eof = not chunks[-1]  # the library's "send EOF": the close handshake is done (or failed)
+        data = b"".join(chunks)
+        if data:
+            self._transport.write(data)
+        if eof:
+            self._transport.close()
 
     # WsHost: called by the session.
 
@@ -261,10 +273,24 @@ class WebSocketConnection(asyncio.Protocol):
         if protocol is None or protocol.state is not _OPEN:
             return
         if type(data) is str:
-            protocol.send_text(data.encode("utf-8"))
+            payload = data.encode("utf-8")
+            protocol.send_text(payload)
         else:
-            protocol.send_binary(cast(bytes, data))
-        self._flush()
+            payload = cast(bytes, data)
+            protocol.send_binary(payload)
+        # Messages sent in one loop iteration leave in one write (an echo of a burst is one
+        # syscall, not fifty); past the high-water mark we write at once, so that
+        # ``write_paused`` keeps telling the truth to an app that sends without ever waiting.
+        self._unflushed += len(payload)
+        if self._unflushed >= WRITE_HIGH_WATER:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._ctx.loop.call_soon(self._flush_if_open)
+
+    def _flush_if_open(self) -> None:
+        if self._flush_scheduled and self._protocol is not None and not self._gone:
+            self._flush()
 
     def close(self, code: int, reason: str) -> None:
         """Start the close handshake (the app's ``websocket.close`` or its end)."""

@@ -7,8 +7,9 @@ Rules:
   never called, as with uvicorn.
 - The subprotocol is the app's choice, made later in ``websocket.accept``; the handshake keeps
   the library's response and adds ``Sec-WebSocket-Protocol`` and the app's headers when it comes.
-- The 101 head carries our default header block (``server``, ``date``, ``--header``), replacing
-  the library's own Date, so a WebSocket answer looks like every other answer of this server.
+- The 101 head and a refusal carry our default header block (``server``, ``date``, ``--header``),
+  replacing the library's own Date, so a WebSocket answer looks like every other answer of this
+  server (and ``--no-date-header`` holds for it too).
 """
 
 from __future__ import annotations
@@ -66,11 +67,21 @@ class Handshake:
         """Whether the library would switch protocols for this request."""
         return self.response.status_code == 101
 
-    def refusal(self) -> bytes:
-        """The library's answer to a request it refuses, ready to write (the connection then closes)."""
+    def refusal(self, defaults: DefaultHeaderBlock) -> bytes:
+        """The library's answer to a request it refuses, ready to write (the connection then closes).
+
+        Its status, headers and body, with one ``Connection: close`` (the library may have set one
+        already) and our default header block in place of its Date."""
         response = self.response
-        response.headers["Connection"] = "close"
-        return response.serialize()
+        lines = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n".encode("latin-1")]
+        for name, value in response.headers.raw_items():
+            if name.lower() not in ("date", "connection"):
+                lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        lines.append(b"connection: close\r\n")
+        lines.append(defaults.block)
+        lines.append(b"\r\n")
+        lines.append(bytes(response.body))
+        return b"".join(lines)
 
     def switching_head(self, subprotocol: str | None, headers: Any, defaults: DefaultHeaderBlock) -> bytes:
         """The 101 head for ``websocket.accept``. Raises ``AppProtocolError`` for a bad app header."""

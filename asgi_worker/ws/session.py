@@ -14,8 +14,10 @@ Receiving: the first ``receive`` is ``websocket.connect``; then client messages 
 bounded queue: past ``max_queue`` the connection stops reading from the socket until the app
 catches up, so a fast client cannot fill our memory.
 
-How the app ends decides the answer: returning or raising before ``websocket.accept`` is HTTP 500;
-raising after it closes with 1011 (traceback logged); returning while open closes with 1000.
+How the app ends decides the answer: returning or raising before ``websocket.accept`` is HTTP 500
+(also after ``websocket.http.response.start`` while none of the denial is written, and when the
+accept or the denial head is invalid: nothing is on the wire yet); raising after it closes with
+1011 (traceback logged); returning while open closes with 1000.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class WsSession:
         self._waiter: asyncio.Future[None] | None = None
         self._disconnect: dict[str, Any] | None = None  # set once the client is gone
         self._denial: tuple[int, Any] | None = None  # websocket.http.response.start, until its body
+        self._denial_written = False  # part of the denial response is on the wire
 
     # Called by the connection.
 
@@ -151,7 +154,9 @@ class WsSession:
             raise ClientDisconnected(f"WebSocket closed ({self._disconnect['code']}): cannot send")
         mtype = message["type"]
         state = self.state
-        if (state, mtype) not in TRANSITIONS:
+        # The hot pair is checked by identity first: hashing an Enum member for the table lookup
+        # runs Python code, and this is paid on every message.
+        if not (state is _OPEN and mtype == "websocket.send") and (state, mtype) not in TRANSITIONS:
             raise AppProtocolError(f"ASGI message {mtype!r} is not allowed in state {state.value!r}")
         host = self._host
         if mtype == "websocket.send":
@@ -162,8 +167,10 @@ class WsSession:
                     raise ClientDisconnected("WebSocket closed: cannot send")
             host.send_data(data)
         elif mtype == "websocket.accept":
-            self.state = _OPEN
+            # A bad app header raises here, before any byte is written: the app's end answers 500.
             host.accept(message.get("subprotocol"), message.get("headers", ()))
+            if self.state is _CONNECTING:  # early frames may already have closed it (a close frame)
+                self.state = _OPEN
         elif mtype == "websocket.close":
             if state is _CONNECTING:
                 self.state = _DENIED
@@ -177,9 +184,10 @@ class WsSession:
         else:  # websocket.http.response.body
             assert self._denial is not None
             more = message.get("more_body", False)
+            host.deny(*self._denial, message.get("body", b""), more)  # a bad head raises, unwritten
+            self._denial_written = True
             if not more:
                 self.state = _DENIED
-            host.deny(*self._denial, message.get("body", b""), more)
 
     # The app itself.
 
@@ -213,7 +221,10 @@ class WsSession:
             host.refuse(500)
         elif state is _RESPONDING:
             self.state = _DENIED
-            host.close(INTERNAL_ERROR, "")  # a half-sent denial response: only closing is left
+            if self._denial_written:
+                host.close(INTERNAL_ERROR, "")  # a half-sent denial response: only closing is left
+            else:
+                host.refuse(500)  # its head is still unwritten (or was invalid)
         elif state is _OPEN:
             self.state = _CLOSING
             host.close(NORMAL_CLOSURE if exc is None else INTERNAL_ERROR, "")
