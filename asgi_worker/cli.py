@@ -18,7 +18,7 @@ from asgi_worker.errors import AppLoadError, ConfigError
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK, USAGE_ERROR
 from asgi_worker.options import OPTIONS, Option, env_name
 
-__all__ = ["build_parser", "fail", "main", "parse_config_kwargs"]
+__all__ = ["build_parser", "fail", "main", "options_from_environment", "parse_config_kwargs"]
 
 PROG = "asgi_worker"
 
@@ -92,6 +92,20 @@ def _from_env(option: Option, environ: dict[str, str]) -> Any:
     if option.choices and value not in option.choices:
         raise ConfigError(f"{env_name(option)} must be one of {', '.join(option.choices)}, not {raw!r}")
     return value
+
+
+def options_from_environment(names: Sequence[str], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The settings among ``names`` that ``ASGI_WORKER_<NAME>`` variables give (for gunicorn's worker,
+    whose command line is gunicorn's). Raises ``ConfigError`` for a value that does not parse."""
+    environ = dict(os.environ) if environ is None else environ
+    wanted = set(names)
+    kwargs: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.name in wanted:
+            value = _from_env(option, environ)
+            if value is not None:
+                kwargs[option.name] = value
+    return kwargs
 
 
 def parse_config_kwargs(

@@ -188,7 +188,7 @@ class Server:
         self._static_headers = ([(b"server", server)] if config.server_header else []) + extra
         self.server_state.default_headers = list(self._static_headers)
         self._tick_interval = tick_interval(config.timeout_keep_alive, config.timeout_request_header)
-        access = AccessLog(config.access_log, config.access_log_format)
+        access = self.make_access_log()
         access.start()
         ctx = ServerContext(self._app, self.server_state, defaults, access, _Settings(config))
         ctx.trace = self._trace
@@ -218,6 +218,11 @@ class Server:
             ctx.on_limit_reached = self._max_requests_reached
         ctx.drain_idle_grace = self.drain_idle_grace
         return ctx
+
+    def make_access_log(self) -> AccessLog:
+        """The access log of this server; a subclass may return another with the same interface
+        (``enabled``, ``start()``, ``stop()``, ``log(cycle, duration)``), as gunicorn's worker does."""
+        return AccessLog(self.config.access_log, self.config.access_log_format)
 
     def _bind(self) -> list[socket.socket]:
         config = self.config

@@ -19,6 +19,6 @@ fi
 
 # Both servers run with --loop uvloop --http httptools, so those two are named explicitly rather
 # than through uvicorn[standard], which also drags in watchfiles, dotenv and yaml we never use.
-"$PYTHON" -m pip install --quiet uvicorn uvloop httptools
+"$PYTHON" -m pip install --quiet uvicorn uvloop httptools gunicorn uvicorn-worker
 
 echo "setup.sh: wrk $(wrk --version 2>&1 | head -n1 | cut -d' ' -f2), $("$PYTHON" -m uvicorn --version)"

@@ -36,6 +36,8 @@ ONLY_IN = {
     "httptools": "http/parse_httptools.py",
     "h11": "http/parse_h11.py",
     "uvloop": "loops.py",
+    "gunicorn": "gunicorn_worker.py",
+    "websockets": "ws",
 }
 
 
@@ -60,11 +62,13 @@ def test_foreign_library_imported_in_one_place(library):
     users = sorted(
         str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if library in imported_modules(path)
     )
-    assert users == [ONLY_IN[library]]
+    assert users and all(
+        user == ONLY_IN[library] or user.startswith(ONLY_IN[library] + "/") for user in users
+    )
 
 
 def test_public_api():
-    assert sorted(asgi_worker.__all__) == ["Config", "Server", "__version__", "run"]
+    assert sorted(asgi_worker.__all__) == ["Config", "H11Worker", "Server", "Worker", "__version__", "run"]
     for name in asgi_worker.__all__:
         assert hasattr(asgi_worker, name)
 
@@ -100,3 +104,20 @@ def test_uvicorn_flag_names_kept():
     ]  # fmt: skip
     for flag in shared:
         assert flag in flags
+
+
+def test_importing_the_package_does_not_import_gunicorn_or_websockets():
+    import subprocess
+    import sys
+
+    code = "import sys, asgi_worker; print('gunicorn' in sys.modules, 'websockets' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_supervisor_package_is_ours():
+    import supervisor
+
+    assert supervisor.IS_ASGI_WORKER_SUPERVISOR
+    assert Path(supervisor.__file__).parent.parent == PACKAGE.parent
+    assert sorted(supervisor.__all__) == ["IS_ASGI_WORKER_SUPERVISOR", "Supervisor", "main"]

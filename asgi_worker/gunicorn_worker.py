@@ -1,0 +1,299 @@
+"""``gunicorn -k asgi_worker.Worker app:app``: our server inside gunicorn's arbiter, on its sockets.
+
+Rules (what gunicorn's own workers do, which UvicornWorker misses):
+- Settings come from gunicorn's config and mean what they mean there (``SETTINGS_MAP`` below);
+  ours that gunicorn lacks (loop, parser, ws, lifespan, timeouts) come from ``ASGI_WORKER_<NAME>``
+  variables or a subclass's ``CONFIG_KWARGS``.
+- The heartbeat (``notify``) comes from the event loop's tick, so a blocked loop stops it and
+  gunicorn's ``timeout`` catches the worker; its SIGABRT then dumps our stack and calls
+  ``worker_abort``. The tick also notices the arbiter's death and stops the worker.
+- SIGTERM is graceful (bounded by ``graceful_timeout``); SIGINT and SIGQUIT call ``worker_int``
+  and stop at once, cancelling in-flight work; SIGUSR1 reopens gunicorn's log files.
+- Access lines go through gunicorn's logger (``access_log_format`` with all its atoms, and
+  ``--statsd-host`` metrics); our error log goes to gunicorn's error handlers.
+- A lifespan startup failure exits with gunicorn's WORKER_BOOT_ERROR (3), so the arbiter stops
+  with "Worker failed to boot" instead of forking again. Returning normally lets the arbiter run
+  ``worker_exit``; ``--reload`` stops the server from the reloader thread (thread-safe), and the
+  arbiter forks a fresh worker with the new code.
+This is the only module that imports gunicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import faulthandler
+import logging
+import os
+import signal
+import sys
+from collections.abc import Generator
+from types import FrameType
+from typing import Any, ClassVar
+
+from gunicorn.arbiter import Arbiter
+from gunicorn.reloader import reloader_engines
+from gunicorn.sock import ssl_context
+from gunicorn.workers.base import Worker as BaseWorker
+
+from asgi_worker.cli import options_from_environment
+from asgi_worker.config import Config
+from asgi_worker.exitcodes import BOOT_ERROR
+from asgi_worker.loops import loop_factory, run_on_new_loop
+from asgi_worker.server import Server
+
+__all__ = ["H11Worker", "Worker"]
+
+# Our settings that gunicorn has no name for: read from ASGI_WORKER_<NAME>.
+ENVIRONMENT_SETTINGS = (
+    "loop",
+    "http",
+    "ws",
+    "ws_max_size",
+    "ws_max_queue",
+    "ws_ping_interval",
+    "ws_ping_timeout",
+    "ws_per_message_deflate",
+    "lifespan",
+    "interface",
+    "timeout_request_header",
+    "timeout_lifespan_startup",
+    "timeout_lifespan_shutdown",
+    "timeout_tls_handshake",
+    "h11_max_incomplete_event_size",
+    "server_header",
+    "date_header",
+    "headers",
+)
+
+
+def config_kwargs(cfg: Any, max_requests: int) -> dict[str, Any]:
+    """gunicorn's settings as ``Config`` keyword arguments (SETTINGS_MAP in one place)."""
+    kwargs: dict[str, Any] = {
+        "timeout_keep_alive": cfg.keepalive,
+        "timeout_graceful_shutdown": cfg.graceful_timeout,
+        "limit_concurrency": cfg.worker_connections or None,
+        "limit_request_line": cfg.limit_request_line,
+        "limit_request_fields": cfg.limit_request_fields,
+        "limit_request_field_size": cfg.limit_request_field_size,
+        "forwarded_allow_ips": cfg.forwarded_allow_ips,
+        "proxy_headers": True,
+        "backlog": cfg.backlog,
+        "log_config": None,  # gunicorn's logger is configured already; ours hands over to it
+        "access_log": False,  # replaced by gunicorn's access logger (GunicornAccessLog)
+    }
+    if getattr(cfg, "root_path", None):
+        kwargs["root_path"] = cfg.root_path.rstrip("/")
+    if max_requests < sys.maxsize:
+        kwargs["limit_max_requests"] = max_requests  # gunicorn already added its jitter
+    if cfg.is_ssl:
+        kwargs["ssl_context_factory"] = lambda: ssl_context(cfg)
+    return kwargs
+
+
+SETTINGS_MAP = {
+    "keepalive": "timeout_keep_alive",
+    "graceful_timeout": "timeout_graceful_shutdown",
+    "max_requests (+ max_requests_jitter)": "limit_max_requests",
+    "worker_connections": "limit_concurrency",
+    "limit_request_line": "limit_request_line",
+    "limit_request_fields": "limit_request_fields",
+    "limit_request_field_size": "limit_request_field_size",
+    "forwarded_allow_ips": "forwarded_allow_ips (X-Forwarded-For/Proto, Forwarded)",
+    "root_path": "root_path",
+    "backlog": "backlog",
+    "keyfile/certfile/ca_certs/cert_reqs/ciphers/ssl_version/ssl_context": "ssl_context_factory",
+    "timeout": "heartbeat from the event loop",
+    "accesslog/access_log_format/statsd_host": "gunicorn's access logger",
+    "errorlog/loglevel/logconfig*": "gunicorn's error handlers",
+}
+"""Which gunicorn setting becomes which of ours (documentation; ``config_kwargs`` applies it)."""
+
+
+class GunicornAccessLog:
+    """Access lines through gunicorn's logger: its format atoms, its handlers, statsd metrics."""
+
+    def __init__(self, log: Any, cfg: Any) -> None:
+        self._log = log
+        self.enabled = bool(getattr(log, "access_log_enabled", True) or getattr(cfg, "statsd_host", None))
+
+    def start(self) -> None:
+        """Nothing to start: gunicorn's handlers are in place."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+    def log(self, cycle: Any, duration: float) -> None:
+        """Log one completed response with gunicorn's ``access(resp, req, environ, request_time)``."""
+        scope = cycle.scope
+        environ = _access_environ(scope)
+        request = _Message([(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]])
+        response = _Message(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in cycle.response_headers],
+            status=cycle.status,
+            sent=cycle.bytes_sent,
+        )
+        self._log.access(response, request, environ, datetime.timedelta(seconds=duration))
+
+
+class _Message:
+    """The shape of gunicorn's request and response objects that its logger reads."""
+
+    __slots__ = ("headers", "sent", "status")
+
+    def __init__(self, headers: list[tuple[str, str]], status: int = 0, sent: int = 0) -> None:
+        self.headers = headers
+        self.status = status
+        self.sent = sent
+
+
+def _access_environ(scope: dict[str, Any]) -> dict[str, Any]:
+    query = scope["query_string"].decode("latin-1")
+    raw_path = scope["raw_path"].decode("latin-1")
+    client = scope.get("client")
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "RAW_URI": f"{raw_path}?{query}" if query else raw_path,
+        "PATH_INFO": scope["path"],
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "REMOTE_ADDR": client[0] if client else "-",
+    }
+    for name, value in scope["headers"]:
+        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        environ.setdefault(key, value.decode("latin-1"))
+    return environ
+
+
+class _ArbiterServer(Server):
+    """Our server as a gunicorn worker runs it: heartbeats, the arbiter's signals, its access log."""
+
+    def __init__(self, config: Config, worker: Worker) -> None:
+        super().__init__(config)
+        self._worker = worker
+
+    def make_access_log(self) -> Any:
+        return GunicornAccessLog(self._worker.log, self._worker.cfg)
+
+    def on_tick(self) -> None:
+        super().on_tick()
+        worker = self._worker
+        worker.notify()
+        if worker.ppid != os.getppid() and not self.should_exit:
+            worker.log.info("Parent changed, shutting down: %s", worker)
+            self.should_exit = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        worker = self._worker
+        handlers = {
+            signal.SIGTERM: self._graceful,
+            signal.SIGINT: self._quick,
+            signal.SIGQUIT: self._quick,
+            signal.SIGUSR1: worker.log.reopen_files,
+        }
+        for signum, handler in handlers.items():
+            loop.add_signal_handler(signum, handler)
+        try:
+            yield
+        finally:
+            for signum in handlers:
+                loop.remove_signal_handler(signum)
+
+    def _graceful(self) -> None:
+        self._worker.alive = False
+        self.should_exit = True
+
+    def _quick(self) -> None:
+        worker = self._worker
+        worker.alive = False
+        worker.cfg.worker_int(worker)
+        self.should_exit = True
+        self.force_exit = True
+        self.handle_exit(signal.SIGQUIT, None)  # wakes the drain so that it stops waiting now
+
+
+class Worker(BaseWorker):  # type: ignore[misc]  # gunicorn ships no type hints
+    """The gunicorn worker class: httptools and uvloop when installed (``--http/--loop auto``)."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {}
+    """Settings a subclass fixes (e.g. ``{"loop": "asyncio"}``); they win over the environment."""
+
+    def init_process(self) -> None:
+        """In the forked worker: our own version of gunicorn's steps (env, owner, signals, reloader,
+        app import, post_worker_init), then serve. The reloader stops the server rather than calling
+        ``sys.exit`` from its thread, which would end only that thread."""
+        from gunicorn import util
+
+        for key, value in (self.cfg.env or {}).items():
+            os.environ[key] = value
+        util.set_owner_process(self.cfg.uid, self.cfg.gid, initgroups=self.cfg.initgroups)
+        util.seed()
+        for sock in self.sockets:
+            util.close_on_exec(sock)
+        util.close_on_exec(self.tmp.fileno())
+        self.log.close_on_exec()
+        self.init_signals()
+        self._server: _ArbiterServer | None = None
+        if self.cfg.reload:
+            self.log.warning("Reloader is on. Use in development only!")
+            self.reloader = reloader_engines[self.cfg.reload_engine](
+                extra_files=self.cfg.reload_extra_files, callback=self._code_changed
+            )
+        self.load_wsgi()
+        if self.reloader:
+            self.reloader.start()
+        self.cfg.post_worker_init(self)
+        self.booted = True
+        self.run()
+
+    def init_signals(self) -> None:
+        """Default handlers, except SIGABRT: gunicorn's timeout kill, handled even on a blocked loop."""
+        for signum in self.SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGABRT, self._abort)
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+
+    def _abort(self, signum: int, frame: FrameType | None) -> None:
+        faulthandler.dump_traceback(all_threads=True)  # what blocked the loop, on stderr
+        self.alive = False
+        self.cfg.worker_abort(self)
+        sys.exit(1)
+
+    def _code_changed(self, filename: str) -> None:
+        self.log.info("Worker reloading: %s modified", filename)
+        self.alive = False
+        self.cfg.worker_int(self)
+        if self._server is not None:
+            self._server.should_exit = True  # safe from the reloader's thread
+
+    def run(self) -> None:
+        """Serve the arbiter's sockets until told to stop; exit 3 if startup failed."""
+        kwargs = {
+            **options_from_environment(ENVIRONMENT_SETTINGS),
+            **config_kwargs(self.cfg, self.max_requests),
+            **self.CONFIG_KWARGS,
+        }
+        _hand_over_logging(self.log)
+        config = Config(self.wsgi, **kwargs)
+        server = self._server = _ArbiterServer(config, self)
+        run_on_new_loop(server.serve(sockets=self.sockets), loop_factory(config.loop))
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR if hasattr(Arbiter, "WORKER_BOOT_ERROR") else BOOT_ERROR)
+
+
+class H11Worker(Worker):
+    """The pure-Python choice: h11 and the asyncio loop."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {"loop": "asyncio", "http": "h11"}
+
+
+def _hand_over_logging(log: Any) -> None:
+    """Send asgi_worker's error log to gunicorn's error handlers, at gunicorn's level."""
+    error_log = log.error_log
+    ours = logging.getLogger("asgi_worker")
+    ours.handlers = list(error_log.handlers)
+    ours.setLevel(error_log.level)
+    ours.propagate = False
