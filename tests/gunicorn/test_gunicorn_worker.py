@@ -39,7 +39,10 @@ def test_serves_with_both_worker_classes(worker):
 
 
 def test_access_log_format_with_gunicorn_atoms():
-    fmt = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(m)s %(U)s %(q)s %(H)s %(B)s %(D)s %(p)s %({x-test}i)s %({x-served-by}o)s'
+    fmt = (
+        '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
+        "%(m)s %(U)s %(q)s %(H)s %(B)s %(D)s %(p)s %({x-test}i)s %({x-served-by}o)s"
+    )
     with gunicorn("--access-logfile", "-", "--access-logformat", fmt) as g:
         raw_request(
             g.port,
@@ -49,7 +52,8 @@ def test_access_log_format_with_gunicorn_atoms():
         line = g.wait_for("GET /p?q=1", name="stdout").strip().splitlines()[-1]
         worker_pid = g.workers()[0].pid
     pattern = (
-        r'^127\.0\.0\.1 - user \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /p\?q=1 HTTP/1\.1" 200 (\d+) '
+        r"^127\.0\.0\.1 - user \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+        r'"GET /p\?q=1 HTTP/1\.1" 200 (\d+) '
         r'"http://r/" "ua/1" GET /p q=1 HTTP/1\.1 (\d+) (\d+) <(\d+)> hello gapps$'
     )
     match = re.match(pattern, line)
@@ -86,14 +90,16 @@ def test_worker_connections_gives_503():
 
 
 def test_keepalive_closes_an_idle_connection():
-    with gunicorn("--keep-alive", "1") as g:
-        with socket.create_connection(("127.0.0.1", g.port), timeout=TIMEOUT) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            sock.recv(65536)
-            started = time.monotonic()
-            sock.settimeout(TIMEOUT)
-            assert sock.recv(1) == b""
-            idle = time.monotonic() - started
+    with (
+        gunicorn("--keep-alive", "1") as g,
+        socket.create_connection(("127.0.0.1", g.port), timeout=TIMEOUT) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(65536)
+        started = time.monotonic()
+        sock.settimeout(TIMEOUT)
+        assert sock.recv(1) == b""
+        idle = time.monotonic() - started
     assert 0.8 <= idle < 3.0
 
 
