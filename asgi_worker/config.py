@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from asgi_worker.accessformat import compile_access_format
 from asgi_worker.envfile import load_env_file
 from asgi_worker.errors import ConfigError
 from asgi_worker.http.limits import (
@@ -89,6 +90,7 @@ class Config:
         ssl_ca_certs: str | None = None,
         ssl_ciphers: str = "TLSv1",
         ssl_context_factory: Callable[[], ssl.SSLContext] | None = None,
+        secure_scheme_headers: dict[str, str] | None = None,
         timeout_tls_handshake: float = DEFAULT_TIMEOUT_TLS_HANDSHAKE,
         server_header: bool = True,
         date_header: bool = True,
@@ -133,6 +135,8 @@ class Config:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
         self.log_level = log_level
         self.access_log = access_log
+        if access_log_format:
+            compile_access_format(access_log_format)  # a bad atom is a ConfigError now, not after binding
         self.access_log_format = access_log_format
         self.log_format = _choice("log_format", log_format)
         self.use_colors = use_colors
@@ -148,6 +152,7 @@ class Config:
         self.ssl_ca_certs = ssl_ca_certs
         self.ssl_ciphers = ssl_ciphers
         self.ssl_context_factory = ssl_context_factory
+        self.secure_scheme_headers = dict(secure_scheme_headers or {})  # gunicorn's setting (its worker)
         if ssl_keyfile and not ssl_certfile:
             raise ConfigError("ssl_keyfile needs ssl_certfile (the certificate that goes with the key)")
         self.timeout_tls_handshake = _seconds("timeout_tls_handshake", timeout_tls_handshake)

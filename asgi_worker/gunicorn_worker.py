@@ -78,6 +78,7 @@ def config_kwargs(cfg: Any, max_requests: int) -> dict[str, Any]:
         "limit_request_fields": cfg.limit_request_fields,
         "limit_request_field_size": cfg.limit_request_field_size,
         "forwarded_allow_ips": cfg.forwarded_allow_ips,
+        "secure_scheme_headers": dict(cfg.secure_scheme_headers or {}),
         "proxy_headers": True,
         "backlog": cfg.backlog,
         "log_config": None,  # gunicorn's logger is configured already; ours hands over to it
@@ -101,6 +102,8 @@ SETTINGS_MAP = {
     "limit_request_fields": "limit_request_fields",
     "limit_request_field_size": "limit_request_field_size",
     "forwarded_allow_ips": "forwarded_allow_ips (X-Forwarded-For/Proto, Forwarded)",
+    "secure_scheme_headers": "secure_scheme_headers (their agreed values mean https)",
+    "forwarder_headers": "not applicable: it lets proxies set WSGI environ keys, ASGI has none",
     "root_path": "root_path",
     "backlog": "backlog",
     "keyfile/certfile/ca_certs/cert_reqs/ciphers/ssl_version/ssl_context": "ssl_context_factory",

@@ -356,7 +356,11 @@ class _Settings:
         self.timeout_request_header = config.timeout_request_header
         self.limit_concurrency = config.limit_concurrency
         self.max_requests = config.max_requests
-        self.proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.proxy = (
+            ProxyTrust(config.forwarded_allow_ips, config.secure_scheme_headers)
+            if config.proxy_headers
+            else None
+        )
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

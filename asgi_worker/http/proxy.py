@@ -17,6 +17,8 @@ Rules (uvicorn's ``--proxy-headers`` / ``--forwarded-allow-ips``, plus RFC 7239 
   ``X-Forwarded-*`` would let a client behind a Forwarded-only proxy choose. An empty one is
   ignored. Unquoted values may hold ``:``, ``[`` and ``]`` (proxies
   send ports and IPv6 that way). A proto sets the scheme only to ``http``, ``https``, ``ws``, ``wss``.
+- gunicorn's ``secure_scheme_headers`` (given by its worker) add headers whose agreed value means
+  https, such as ``X-Forwarded-Ssl: on``.
 Trust depends on the peer only, so the connection asks once (``ProxyTrust`` caches per peer);
 untrusted peers' requests never look at these headers, and ``Forwarded`` is parsed only when sent.
 """
@@ -51,8 +53,15 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class ProxyTrust:
     """The trusted-proxy set parsed from ``--forwarded-allow-ips``."""
 
-    def __init__(self, allow: str | list[str]) -> None:
+    def __init__(self, allow: str | list[str], secure_headers: dict[str, str] | None = None) -> None:
         entries = [e.strip() for e in (allow.split(",") if isinstance(allow, str) else allow) if e.strip()]
+        # gunicorn's secure_scheme_headers: header -> the value that means "the client used https"
+        # (e.g. X-Forwarded-Ssl: on). X-Forwarded-Proto is read with its own rule above.
+        self.secure_headers = {
+            name.lower().encode("latin-1"): value.lower().encode("latin-1")
+            for name, value in (secure_headers or {}).items()
+            if name.lower() != "x-forwarded-proto"
+        }
         self.everyone = "*" in entries
         self._addresses: set[Address] = set()
         self._networks: list[Network] = []
@@ -107,8 +116,12 @@ def apply_proxy_headers(
     forwarded: bytes | None = None
     forwarded_for: bytes | None = None
     forwarded_proto: str | None = None
+    secure = trust.secure_headers
     for name, value in headers:
-        if name == b"x-forwarded-for":
+        if secure and name in secure:
+            if value.strip().lower() == secure[name]:
+                forwarded_proto = "https"
+        elif name == b"x-forwarded-for":
             forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
         elif name == b"x-forwarded-proto":
             forwarded_proto = _SCHEMES.get(value.strip().lower(), forwarded_proto)

@@ -271,3 +271,16 @@ def test_our_settings_from_the_environment():
     with gunicorn(env={"ASGI_WORKER_HTTP": "h11", "ASGI_WORKER_SERVER_HEADER": "false"}) as g:
         answer = raw_request(g.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nserver:" not in answer.lower()
+
+
+def test_secure_scheme_headers_from_a_trusted_proxy():
+    with gunicorn("--forwarded-allow-ips", "127.0.0.1") as g:
+        trusted = raw_request(
+            g.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Ssl: on\r\nConnection: close\r\n\r\n"
+        )
+    assert b'"scheme": "https"' in trusted
+    with gunicorn("--forwarded-allow-ips", "10.9.9.9") as g:
+        untrusted = raw_request(
+            g.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Ssl: on\r\nConnection: close\r\n\r\n"
+        )
+    assert b'"scheme": "http"' in untrusted

@@ -75,7 +75,7 @@ def test_public_api():
 
 def test_option_table_matches_config_signature():
     parameters = inspect.signature(Config.__init__).parameters
-    config_only = ("self", "app", "log_config", "ssl_context_factory")
+    config_only = ("self", "app", "log_config", "ssl_context_factory", "secure_scheme_headers")
     config_names = [name for name in parameters if name not in config_only]
     table = {option.name: option for option in OPTIONS if option.name != "log_config"}
     assert sorted(config_names) == sorted(table)

@@ -278,3 +278,19 @@ def test_mutated_forwarded_never_raises():
             assert client is not None, value
             assert isinstance(client[0], str), value
             assert 0 <= client[1] <= 65535, value
+
+
+def test_secure_scheme_headers_from_gunicorn():
+    trust = ProxyTrust(
+        "127.0.0.1", {"X-FORWARDED-SSL": "on", "X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https"}
+    )
+    client = ("127.0.0.1", 5000)
+    assert apply_proxy_headers(trust, [(b"x-forwarded-ssl", b"on")], client, "http") == (client, "https")
+    assert apply_proxy_headers(trust, [(b"x-forwarded-ssl", b"off")], client, "http") == (client, "http")
+    assert apply_proxy_headers(trust, [(b"x-forwarded-protocol", b"SSL")], client, "http") == (
+        client,
+        "https",
+    )
+    assert apply_proxy_headers(trust, [(b"x-forwarded-proto", b"https")], client, "http") == (client, "https")
+    plain = ProxyTrust("127.0.0.1")
+    assert apply_proxy_headers(plain, [(b"x-forwarded-ssl", b"on")], client, "http") == (client, "http")
