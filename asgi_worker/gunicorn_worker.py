@@ -20,15 +20,13 @@ This is the only module that imports gunicorn.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
 import faulthandler
 import logging
 import os
 import signal
 import sys
-from collections.abc import Generator
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, ClassVar
 
@@ -187,23 +185,14 @@ class _ArbiterServer(Server):
             worker.log.info("Parent changed, shutting down: %s", worker)
             self.should_exit = True
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        loop = asyncio.get_running_loop()
-        worker = self._worker
-        handlers = {
+    def signal_handlers(self) -> dict[signal.Signals, Callable[[], None]]:
+        """SIGTERM graceful, SIGINT/SIGQUIT quick (``worker_int``), SIGUSR1 reopen gunicorn's logs."""
+        return {
             signal.SIGTERM: self._graceful,
             signal.SIGINT: self._quick,
             signal.SIGQUIT: self._quick,
-            signal.SIGUSR1: worker.log.reopen_files,
+            signal.SIGUSR1: self._worker.log.reopen_files,
         }
-        for signum, handler in handlers.items():
-            loop.add_signal_handler(signum, handler)
-        try:
-            yield
-        finally:
-            for signum in handlers:
-                loop.remove_signal_handler(signum)
 
     def _graceful(self) -> None:
         self._worker.alive = False

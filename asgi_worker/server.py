@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -312,7 +313,7 @@ class Server:
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        """Route SIGINT/SIGTERM to ``handle_exit`` while serving; restore the previous handlers after.
+        """Install ``signal_handlers()`` on the loop while serving; restore the previous handlers after.
 
         Signals that arrived are raised again on exit when the previous handler was Python code
         (SIGINT's default raises KeyboardInterrupt in the embedding program, as with uvicorn).
@@ -321,18 +322,24 @@ class Server:
             yield
             return
         loop = asyncio.get_running_loop()
-        previous = {sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS}
-        for sig in HANDLED_SIGNALS:
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        handlers = self.signal_handlers()
+        previous = {sig: signal.getsignal(sig) for sig in handlers}
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
         try:
             yield
         finally:
-            for sig, handler in previous.items():
+            for sig, old in previous.items():
                 loop.remove_signal_handler(sig)
-                signal.signal(sig, handler)
+                signal.signal(sig, old)
         for sig in reversed(self._captured_signals):
-            if callable(previous[sig]):
+            if callable(previous.get(sig)):
                 signal.raise_signal(sig)
+
+    def signal_handlers(self) -> dict[signal.Signals, Callable[[], None]]:
+        """The handlers ``capture_signals`` installs: SIGINT/SIGTERM -> ``handle_exit``. Subclasses
+        (a supervisor's or gunicorn's worker) return their own; each only sets flags."""
+        return {sig: functools.partial(self.handle_exit, sig, None) for sig in HANDLED_SIGNALS}
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First SIGINT/SIGTERM: graceful stop. A second one: stop waiting for in-flight work."""

@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,25 +137,14 @@ class WorkerServer(Server):
             logging.getLogger("asgi_worker.error").warning("Supervisor is gone: worker %d stops", os.getpid())
             self.should_exit = True
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        """SIGTERM/SIGINT graceful, SIGQUIT quick, SIGUSR1 reopen logs; handlers only set flags."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        handlers = {
+    def signal_handlers(self) -> dict[signal.Signals, Callable[[], None]]:
+        """SIGTERM/SIGINT graceful, SIGQUIT quick, SIGUSR1 reopen logs; each only sets flags."""
+        return {
             signal.SIGTERM: lambda: self.handle_exit(signal.SIGTERM, None),
             signal.SIGINT: lambda: self.handle_exit(signal.SIGINT, None),
             signal.SIGQUIT: self._quick_stop,
             signal.SIGUSR1: reopen_log_files,
         }
-        for signum, handler in handlers.items():
-            loop.add_signal_handler(signum, handler)
-        try:
-            yield
-        finally:
-            for signum in handlers:
-                loop.remove_signal_handler(signum)
 
     def _quick_stop(self) -> None:
         self.should_exit = True

@@ -26,6 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from asgi_worker.errors import RequestError
+from asgi_worker.flow import WriteFlow
 from asgi_worker.http.cycle import HttpCycle
 from asgi_worker.http.events import BodyChunk, RequestHead
 from asgi_worker.http.response import encode_error_response
@@ -50,13 +51,13 @@ READ_HIGH_WATER = 65536
 _NO_DEADLINE, _HEAD_DEADLINE, _IDLE_DEADLINE = range(3)
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(WriteFlow, asyncio.Protocol):
     """One client connection speaking HTTP/1.1. Created by the server's protocol factory."""
 
     def __init__(self, ctx: ServerContext) -> None:
         self._ctx = ctx
         self.defaults = ctx.defaults
-        self.write_paused = False
+        WriteFlow.__init__(self)
         self.deadline = 0.0
         self._deadline_kind = _NO_DEADLINE
         self._current: HttpCycle | None = None  # the cycle whose app is running
@@ -65,7 +66,6 @@ class HttpConnection(asyncio.Protocol):
         self._reading_paused = False
         self._closing = False
         self._peer_eof = False
-        self._write_waiters: list[asyncio.Future[None]] = []
         self._upgrade: RequestHead | None = None  # a WebSocket handshake waiting for its turn
         self._upgrade_rest = b""  # bytes that followed it, for the WebSocket side
 
@@ -155,34 +155,13 @@ class HttpConnection(asyncio.Protocol):
             if cycle is not None:
                 cycle.disconnect()
         self._pending.clear()
-        self.write_paused = False
-        self._wake_writers()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_writers()
+        self._release_writers()
 
     # CycleHost: called by the cycle.
 
     def write(self, data: bytes) -> None:
         """Replaced by ``transport.write`` once connected."""
         raise RuntimeError("not connected")
-
-    async def wait_writable(self) -> None:
-        """Return once the transport is below its low-water mark, or the connection is gone."""
-        while self.write_paused and not self._transport.is_closing():
-            waiter = self._ctx.loop.create_future()
-            self._write_waiters.append(waiter)
-            await waiter
-
-    def _wake_writers(self) -> None:
-        waiters, self._write_waiters = self._write_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     def body_consumed(self) -> None:
         """The app took buffered body bytes: reading may resume."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
+from asgi_worker.flow import WriteFlow
 from asgi_worker.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from asgi_worker.http.response import CHUNKED, CHUNKED_END, encode_chunk, encode_error_response, plan_response
 from asgi_worker.http.scope import build_websocket_scope
@@ -80,17 +81,16 @@ class WsSettings:
         connection.start(head, facts, rest)
 
 
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(WriteFlow, asyncio.Protocol):
     """One upgraded connection. Registered in ``ctx.connections`` like an HTTP one."""
 
     def __init__(self, ctx: ServerContext, settings: WsSettings, transport: asyncio.Transport) -> None:
         self._ctx = ctx
         self._settings = settings
         self._transport = transport
-        self.write_paused = False
+        WriteFlow.__init__(self)
         self.deadline = 0.0
         self._next_ping = self._pong_due = self._close_due = 0.0
-        self._write_waiters: list[asyncio.Future[None]] = []
         self._handshake: Handshake | None = None
         self._protocol: Protocol | None = None  # set once the app accepts
         self._session: WsSession | None = None
@@ -147,15 +147,7 @@ class WebSocketConnection(asyncio.Protocol):
         if self._session is not None and not self._told:
             self._told = True
             self._session.dropped()
-        self.write_paused = False
-        self._wake_writers()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_writers()
+        self._release_writers()
 
     # Incoming frames
 
@@ -307,19 +299,6 @@ class WebSocketConnection(asyncio.Protocol):
     def queue_drained(self) -> None:
         """The app took a message from a full queue: read again."""
         self._set_reading(True)
-
-    async def wait_writable(self) -> None:
-        """Return once the transport is below its low-water mark, or the connection is gone."""
-        while self.write_paused and not self._gone:
-            waiter = self._ctx.loop.create_future()
-            self._write_waiters.append(waiter)
-            await waiter
-
-    def _wake_writers(self) -> None:
-        waiters, self._write_waiters = self._write_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     def _set_reading(self, on: bool) -> None:
         if self._gone or on != self._reading_paused:

@@ -5,26 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 
+from tests.processes import Output, free_port, stop_tree
 from tests.timing import TICK, TIMEOUT
 
 APPS = str(Path(__file__).parent / "apps")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Gunicorn:
@@ -33,23 +26,10 @@ class Gunicorn:
     def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
         self.proc = proc
         self.port = port
-        self.lines: dict[str, list[str]] = {"stderr": [], "stdout": []}
-        self._lock = threading.Lock()
-        self._readers = [
-            threading.Thread(target=self._read, args=(name,), daemon=True) for name in ("stderr", "stdout")
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, name: str) -> None:
-        stream = getattr(self.proc, name)
-        for line in stream:
-            with self._lock:
-                self.lines[name].append(line)
+        self.output = Output(proc, "stderr", "stdout")
 
     def text(self, name: str = "stderr") -> str:
-        with self._lock:
-            return "".join(self.lines[name])
+        return self.output.text(name)
 
     def wait_for(
         self, needle: str, name: str = "stderr", count: int = 1, timeout: float = TIMEOUT * 2
@@ -60,8 +40,7 @@ class Gunicorn:
             if text.count(needle) >= count:
                 return text
             if self.proc.poll() is not None:
-                for reader in self._readers:
-                    reader.join(TIMEOUT)
+                self.output.join()
                 break
             time.sleep(TICK / 2)
         raise AssertionError(f"{needle!r} x{count} not in {name} within {timeout} s:\n{self.text(name)}")
@@ -132,18 +111,4 @@ def gunicorn(
             running.wait_for("Booting worker")
         yield running
     finally:
-        children = []
-        with contextlib.suppress(psutil.NoSuchProcess):
-            children = psutil.Process(proc.pid).children(recursive=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        for child in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        proc.wait(TIMEOUT)
-        psutil.wait_procs(children, timeout=TIMEOUT)
-        for reader in running._readers:
-            reader.join(TIMEOUT)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_tree(proc, running.output)

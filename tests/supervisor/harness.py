@@ -10,8 +10,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,15 +19,10 @@ from pathlib import Path
 
 import psutil
 
+from tests.processes import Output, free_port, stop_tree
 from tests.timing import TICK, TIMEOUT
 
 APPS = str(Path(__file__).parent / "apps")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Supervised:
@@ -38,21 +31,11 @@ class Supervised:
     def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
         self.proc = proc
         self.port = port
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._lock:
-                self._lines.append(line)
+        self.output = Output(proc, "stderr")
 
     @property
     def log(self) -> str:
-        with self._lock:
-            return "".join(self._lines)
+        return self.output.text("stderr")
 
     def wait_log(self, needle: str, count: int = 1, timeout: float = TIMEOUT * 2) -> str:
         """Wait until ``needle`` was logged ``count`` times; returns the log."""
@@ -62,7 +45,7 @@ class Supervised:
             if log.count(needle) >= count:
                 return log
             if self.proc.poll() is not None:
-                self._reader.join(TIMEOUT)
+                self.output.join()
                 break
             time.sleep(TICK / 2)
         raise AssertionError(f"{needle!r} x{count} not logged within {timeout} s; log:\n{self.log}")
@@ -102,25 +85,12 @@ def supervise(*args: str, env: dict[str, str] | None = None, ready: bool = True)
         start_new_session=True,
     )
     running = Supervised(proc, port)
-    descendants: list[psutil.Process] = []
     try:
         if ready:
             running.wait_log("worker(s) ready")
-        descendants = psutil.Process(proc.pid).children(recursive=True)
         yield running
     finally:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            descendants += psutil.Process(proc.pid).children(recursive=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        for child in descendants:  # workers run in their own process groups
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        proc.wait(TIMEOUT)
-        psutil.wait_procs(descendants, timeout=TIMEOUT)
-        running._reader.join(TIMEOUT)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_tree(proc, running.output)
 
 
 class Load:

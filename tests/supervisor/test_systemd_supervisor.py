@@ -12,8 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-import psutil
-
+from tests.processes import stop_tree
 from tests.supervisor.harness import APPS, Supervised
 from tests.timing import TICK, TIMEOUT
 
@@ -45,18 +44,7 @@ def activated(listener: socket.socket, *args: str, env: dict[str, str] | None = 
         running.wait_log("worker(s) ready")
         yield running
     finally:
-        children = []
-        with contextlib.suppress(psutil.NoSuchProcess):
-            children = psutil.Process(proc.pid).children(recursive=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        for child in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        proc.wait(TIMEOUT)
-        psutil.wait_procs(children, timeout=TIMEOUT)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_tree(proc, running.output)
 
 
 def test_socket_activation_serves_the_passed_socket():

@@ -1,0 +1,49 @@
+"""Write-side flow control shared by the HTTP and WebSocket connection shells.
+
+asyncio calls ``pause_writing`` when a transport's buffer passes its high-water mark and
+``resume_writing`` when it drains below the low-water mark. A sender that would add more awaits
+``wait_writable``; its waiter is created only then, so the common case (never paused) costs one
+attribute read (``write_paused``). When the connection is lost every waiter is released, and the
+sender then finds the connection gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["WriteFlow"]
+
+
+class WriteFlow:
+    """Mixin for an ``asyncio.Protocol`` with a ``_transport``; call ``_release_writers`` when lost."""
+
+    _transport: asyncio.Transport
+
+    def __init__(self) -> None:
+        self.write_paused = False
+        self._write_waiters: list[asyncio.Future[None]] = []
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writers()
+
+    async def wait_writable(self) -> None:
+        """Return once the transport is below its low-water mark, or the connection is gone."""
+        while self.write_paused and not self._transport.is_closing():
+            waiter = asyncio.get_running_loop().create_future()
+            self._write_waiters.append(waiter)
+            await waiter
+
+    def _release_writers(self) -> None:
+        """The connection is gone: no sender may wait any longer."""
+        self.write_paused = False
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        waiters, self._write_waiters = self._write_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -1,0 +1,66 @@
+"""What every test that starts real server processes needs: a free port, output collected from
+threads (pipes never fill), and a cleanup that leaves nothing behind, even workers that moved to
+their own process groups."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+
+import psutil
+
+from tests.timing import TIMEOUT
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on 127.0.0.1 (the small race until a bind is acceptable)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Output:
+    """The lines a process writes to its pipes, read by daemon threads as they come."""
+
+    def __init__(self, proc: subprocess.Popen[str], *names: str) -> None:
+        self.lines: dict[str, list[str]] = {name: [] for name in names}
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._read, args=(proc, n), daemon=True) for n in names]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self, proc: subprocess.Popen[str], name: str) -> None:
+        for line in getattr(proc, name):
+            with self._lock:
+                self.lines[name].append(line)
+
+    def text(self, name: str) -> str:
+        with self._lock:
+            return "".join(self.lines[name])
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(TIMEOUT)
+
+
+def stop_tree(proc: subprocess.Popen[str], output: Output | None = None) -> None:
+    """SIGKILL ``proc``'s process group and every descendant, wait for them, close the pipes."""
+    descendants: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for child in descendants:  # a supervisor's workers run in process groups of their own
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    proc.wait(TIMEOUT)
+    psutil.wait_procs(descendants, timeout=TIMEOUT)
+    if output is not None:
+        output.join()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
