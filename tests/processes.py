@@ -5,15 +5,18 @@ their own process groups."""
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
 import threading
+import time
 
 import psutil
 
-from tests.timing import TIMEOUT
+from tests.timing import TICK, TIMEOUT
 
 
 def free_port() -> int:
@@ -64,3 +67,48 @@ def stop_tree(proc: subprocess.Popen[str], output: Output | None = None) -> None
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+class ServerProcess:
+    """A server started by a test: its process, port, output, workers, and a JSON GET helper."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int, *streams: str) -> None:
+        self.proc = proc
+        self.port = port
+        self.output = Output(proc, *streams)
+
+    def text(self, name: str = "stderr") -> str:
+        return self.output.text(name)
+
+    def wait_for(
+        self, needle: str, name: str = "stderr", count: int = 1, timeout: float = TIMEOUT * 2
+    ) -> str:
+        """Wait until ``needle`` was written ``count`` times to ``name``; returns that output."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.text(name)
+            if text.count(needle) >= count:
+                return text
+            if self.proc.poll() is not None:
+                self.output.join()
+                break
+            time.sleep(TICK / 2)
+        raise AssertionError(f"{needle!r} x{count} not in {name} within {timeout} s:\n{self.text(name)}")
+
+    def get(self, path: str = "/", timeout: float = TIMEOUT) -> dict[str, object]:
+        """One GET on a fresh connection; its JSON answer (the status must be 200)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            assert response.status == 200, response.status
+            return json.loads(response.read())  # type: ignore[no-any-return]
+        finally:
+            conn.close()
+
+    def workers(self) -> list[psutil.Process]:
+        """The live worker processes (children of the server's main process)."""
+        try:
+            return [p for p in psutil.Process(self.proc.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            return []

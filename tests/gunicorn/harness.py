@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -12,56 +11,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
-
-from tests.processes import Output, free_port, stop_tree
+from tests.processes import ServerProcess, free_port, stop_tree
 from tests.timing import TICK, TIMEOUT
 
 APPS = str(Path(__file__).parent / "apps")
 
 
-class Gunicorn:
-    """A running arbiter: its process, port, and what it wrote to stderr and stdout."""
+class Gunicorn(ServerProcess):
+    """A running arbiter: what it wrote to stderr (its log) and stdout (access lines with ``-``)."""
 
     def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
-        self.proc = proc
-        self.port = port
-        self.output = Output(proc, "stderr", "stdout")
-
-    def text(self, name: str = "stderr") -> str:
-        return self.output.text(name)
-
-    def wait_for(
-        self, needle: str, name: str = "stderr", count: int = 1, timeout: float = TIMEOUT * 2
-    ) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.text(name)
-            if text.count(needle) >= count:
-                return text
-            if self.proc.poll() is not None:
-                self.output.join()
-                break
-            time.sleep(TICK / 2)
-        raise AssertionError(f"{needle!r} x{count} not in {name} within {timeout} s:\n{self.text(name)}")
-
-    def workers(self) -> list[psutil.Process]:
-        try:
-            return [p for p in psutil.Process(self.proc.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
-        except psutil.NoSuchProcess:
-            return []
-
-    def get(self, path: str = "/", timeout: float = TIMEOUT) -> dict[str, object]:
-        import http.client
-
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            assert response.status == 200, response.status
-            return json.loads(response.read())  # type: ignore[no-any-return]
-        finally:
-            conn.close()
+        super().__init__(proc, port, "stderr", "stdout")
 
 
 def wait_accepting(port: int, proc: subprocess.Popen[str]) -> None:

@@ -17,56 +17,25 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
-
-from tests.processes import Output, free_port, stop_tree
+from tests.processes import ServerProcess, free_port, stop_tree
 from tests.timing import TICK, TIMEOUT
 
 APPS = str(Path(__file__).parent / "apps")
 
 
-class Supervised:
-    """A running supervisor: its process, port, and everything it logged so far."""
+class Supervised(ServerProcess):
+    """A running supervisor; its log is what it (and its workers) wrote to stderr."""
 
     def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
-        self.proc = proc
-        self.port = port
-        self.output = Output(proc, "stderr")
+        super().__init__(proc, port, "stderr")
 
     @property
     def log(self) -> str:
-        return self.output.text("stderr")
+        return self.text("stderr")
 
     def wait_log(self, needle: str, count: int = 1, timeout: float = TIMEOUT * 2) -> str:
         """Wait until ``needle`` was logged ``count`` times; returns the log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            log = self.log
-            if log.count(needle) >= count:
-                return log
-            if self.proc.poll() is not None:
-                self.output.join()
-                break
-            time.sleep(TICK / 2)
-        raise AssertionError(f"{needle!r} x{count} not logged within {timeout} s; log:\n{self.log}")
-
-    def get(self, path: str = "/", timeout: float = TIMEOUT) -> dict[str, object]:
-        """One request on a fresh connection; the JSON answer."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            assert response.status == 200, response.status
-            return json.loads(response.read())  # type: ignore[no-any-return]
-        finally:
-            conn.close()
-
-    def workers(self) -> list[psutil.Process]:
-        """The live worker processes (children of the supervisor)."""
-        try:
-            return [p for p in psutil.Process(self.proc.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
-        except psutil.NoSuchProcess:
-            return []
+        return self.wait_for(needle, "stderr", count, timeout)
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
