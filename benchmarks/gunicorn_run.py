@@ -4,7 +4,9 @@ Usage: python benchmarks/gunicorn_run.py [--rounds N] [--duration S] [--quick]
 
 One gunicorn arbiter per worker class, one worker each (``-w 1``), pinned to the server CPU, the
 same apps as run.py, wrk on the client CPU, alternating runs. The access log is off (gunicorn's
-default). Ratios are ours/theirs req/s, each the median over rounds of that round's pair.
+default). Ratios are ours/theirs, each the median over rounds of that round's pair, of req/s and
+of requests per CPU-second of the arbiter and its worker (utime+stime from psutil): the second
+is steadier on a shared VM, where stolen time slows a run without being charged to the process.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+import psutil
 from load import run_wrk, write_post_script
 from servers import expose_apps, free_port, running_server
 from spec import BENCH_DIR, HOST, SCENARIOS, SERVER_CPU
@@ -38,6 +41,24 @@ def command(python: str, worker: str, scenario: str, port: int) -> list[str]:
     ]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its descendants."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def pair_ratio(by: dict[str, list[float]], other: str) -> float:
+    """Median over rounds of ours/other, each round's two runs back to back."""
+    return statistics.median(a / b for a, b in zip(by["ours"], by[other], strict=True) if b)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -49,24 +70,29 @@ def main() -> int:
     if args.quick:
         args.rounds, args.duration = 1, 2
     rates: dict[str, dict[str, list[float]]] = {}
+    per_cpu: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="asgi-gunicorn-bench-") as tmp:
         app_dir, post = expose_apps(Path(tmp)), write_post_script(Path(tmp))
         for name in SCENARIO_NAMES:
             scenario = SCENARIOS[name]
             rates[name] = {worker: [] for worker in WORKERS}
+            per_cpu[name] = {worker: [] for worker in WORKERS}
             with ExitStack() as stack:
-                ports = {}
+                ports, procs = {}, {}
                 for label, worker in WORKERS.items():
                     ports[label] = port = free_port()
-                    stack.enter_context(
+                    procs[label] = stack.enter_context(
                         running_server(command(args.python, worker, name, port), port, app_dir)
                     )
                 for label in WORKERS:
                     run_wrk(ports[label], scenario, 1, args.connections, post)  # warm-up
                 for _ in range(args.rounds):
                     for label in WORKERS:
+                        before = cpu_seconds(procs[label].pid)
                         sample = run_wrk(ports[label], scenario, args.duration, args.connections, post)
+                        used = cpu_seconds(procs[label].pid) - before
                         rates[name][label].append(sample.rps)
+                        per_cpu[name][label].append(sample.rps * args.duration / used if used else 0.0)
                         print(f"  {name:9} {label:15} {sample.rps:10.0f} req/s {sample.errors}", flush=True)
     lines = [
         "# gunicorn worker classes: asgi_worker.Worker vs UvicornWorker vs -k asgi",
@@ -76,18 +102,17 @@ def main() -> int:
         f"- one worker each (`-w 1`), access log off, server CPU {SERVER_CPU}; "
         f"{args.rounds} x {args.duration} s alternating; wrk -t1 -c{args.connections}",
         "",
-        "| scenario | ours req/s | UvicornWorker | -k asgi | ours/UvicornWorker | ours/-k asgi |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | ours req/s | UvicornWorker | -k asgi | ours/UvicornWorker | ours/-k asgi "
+        "| per CPU-s: ours/UvicornWorker | per CPU-s: ours/-k asgi |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, by in rates.items():
-
-        def ratio(other: str, by: dict[str, list[float]] = by) -> float:
-            return statistics.median(a / b for a, b in zip(by["ours"], by[other], strict=True))
-
         med = {label: statistics.median(values) for label, values in by.items()}
+        cpu = per_cpu[name]
         lines.append(
             f"| {name} | {med['ours']:.0f} | {med['uvicorn_worker']:.0f} | {med['gunicorn_asgi']:.0f} | "
-            f"{ratio('uvicorn_worker'):.2f} | {ratio('gunicorn_asgi'):.2f} |"
+            f"{pair_ratio(by, 'uvicorn_worker'):.2f} | {pair_ratio(by, 'gunicorn_asgi'):.2f} | "
+            f"{pair_ratio(cpu, 'uvicorn_worker'):.2f} | {pair_ratio(cpu, 'gunicorn_asgi'):.2f} |"
         )
     text = "\n".join(lines) + "\n"
     print("\n" + text)
