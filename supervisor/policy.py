@@ -84,10 +84,9 @@ def decide(
             if worker.state is not WorkerState.DRAINING and not worker.dumped:
                 decision.add(Action.QUICK if quick else Action.DRAIN, worker.pid, "stopping")
         return decision
+    booting = {w.slot for w in alive if w.state is WorkerState.BOOTING and w.replace_reason is None}
     for slot in range(target):
-        _manage_slot(decision, [w for w in alive if w.slot == slot], slot, alive)
-        if any(a is Action.SPAWN and r.startswith("replacement") for a, _, r in decision.actions):
-            alive = [*alive, WorkerView(-1, slot, WorkerState.BOOTING, now, now)]  # counts as booting
+        _manage_slot(decision, [w for w in alive if w.slot == slot], slot, booting)
     for worker in alive:
         if worker.slot >= target and worker.state is not WorkerState.DRAINING:
             decision.add(Action.DRAIN, worker.pid, "fewer workers")
@@ -111,7 +110,9 @@ def _check_health(
         decision.add(Action.KILL, worker.pid, f"not ready after {boot_timeout:.0f} s")
 
 
-def _manage_slot(decision: Decision, in_slot: list[WorkerView], slot: int, alive: list[WorkerView]) -> None:
+def _manage_slot(decision: Decision, in_slot: list[WorkerView], slot: int, booting: set[int]) -> None:
+    """Fill or replace the worker of ``slot``; ``booting`` holds the slots with a fresh worker
+    booting (a replacement spawned here is added to it)."""
     serving = [w for w in in_slot if w.state is not WorkerState.DRAINING and not w.dumped]
     if not serving:
         decision.add(Action.SPAWN, slot, "empty slot")
@@ -124,9 +125,7 @@ def _manage_slot(decision: Decision, in_slot: list[WorkerView], slot: int, alive
         for worker in due:
             decision.add(Action.DRAIN, worker.pid, f"replaced ({worker.replace_reason})")
         return
-    if fresh:
-        return  # the replacement is booting
-    # One replacement at a time across all slots: wait while another slot has a worker booting.
-    if any(w.state is WorkerState.BOOTING and w.replace_reason is None and w.slot != slot for w in alive):
-        return
+    if fresh or booting - {slot}:
+        return  # this slot's replacement is booting, or another slot's is: one at a time
+    booting.add(slot)
     decision.add(Action.SPAWN, slot, f"replacement ({due[0].replace_reason})")

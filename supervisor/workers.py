@@ -65,13 +65,14 @@ def fork_worker(
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    supervisor_pid = os.getpid()  # taken before the fork: the child's getppid() may already be 1
     pid = os.fork()
     if pid == 0:  # the child
         code = CONFIG_ERROR
         try:
             os.close(read_fd)
             close_in_child()
-            code = run_worker(config, sockets, Beacon(write_fd), slot, generation)
+            code = run_worker(config, sockets, Beacon(write_fd), slot, generation, supervisor_pid)
         except BaseException:  # never unwind into the supervisor's code in a forked child
             logging.getLogger("asgi_worker.error").exception("Worker %d crashed", os.getpid())
         finally:
@@ -93,7 +94,12 @@ def fork_worker(
 
 
 def run_worker(
-    config: Config, sockets: list[socket.socket], beacon: Beacon, slot: int, generation: int
+    config: Config,
+    sockets: list[socket.socket],
+    beacon: Beacon,
+    slot: int,
+    generation: int,
+    supervisor_pid: int,
 ) -> int:
     """The child's main: load the app (unless preloaded), serve the sockets, return the exit code."""
     with contextlib.suppress(OSError):
@@ -110,7 +116,9 @@ def run_worker(
     except (AppLoadError, ConfigError) as exc:
         logging.getLogger("asgi_worker.error").error("Worker %d failed to load: %s", os.getpid(), exc)
         return CONFIG_ERROR
-    server = WorkerServer(config, beacon, os.getppid())
+    if os.getppid() != supervisor_pid:  # the supervisor died while we were booting
+        return OK
+    server = WorkerServer(config, beacon, supervisor_pid)
     run_on_new_loop(server.serve(sockets=sockets), loop_factory(config.loop))
     return OK if server.started else BOOT_ERROR
 

@@ -49,12 +49,23 @@ class Output:
         for thread in self._threads:
             thread.join(TIMEOUT)
 
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
 
 def stop_tree(proc: subprocess.Popen[str], output: Output | None = None) -> None:
-    """SIGKILL ``proc``'s process group and every descendant, wait for them, close the pipes."""
+    """SIGKILL ``proc``'s process group and every descendant, wait for them, close the pipes.
+
+    Descendants are also found by their command line: a worker forked in the instant before its
+    supervisor died has been re-parented to init and is no child of anybody we know.
+    """
     descendants: list[psutil.Process] = []
     with contextlib.suppress(psutil.NoSuchProcess):
         descendants = psutil.Process(proc.pid).children(recursive=True)
+    command = proc.args if isinstance(proc.args, list) else []
+    for other in psutil.process_iter(["cmdline", "ppid"]):
+        if other.info["ppid"] == 1 and command and other.info["cmdline"] == [str(a) for a in command]:
+            descendants.append(other)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     for child in descendants:  # a supervisor's workers run in process groups of their own
@@ -64,6 +75,8 @@ def stop_tree(proc: subprocess.Popen[str], output: Output | None = None) -> None
     psutil.wait_procs(descendants, timeout=TIMEOUT)
     if output is not None:
         output.join()
+        if output.alive():  # a reader still blocked in read(): closing would wait on its lock
+            return
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
