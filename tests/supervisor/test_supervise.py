@@ -249,3 +249,16 @@ def test_pid_file_written_and_removed(tmp_path):
         sup.signal(signal.SIGTERM)
         assert sup.proc.wait(TIMEOUT * 2) == 0
     assert not pidfile.exists()
+
+
+def test_worker_still_booting_when_the_supervisor_dies_exits_too(tmp_path):
+    (tmp_path / "slowimport.py").write_text("import time\ntime.sleep(1.0)\nfrom supapps import info as app\n")
+    env = {"PYTHONPATH": APPS}
+    with supervise("slowimport:app", "--app-dir", str(tmp_path), ready=False, env=env) as sup:
+        log = sup.wait_log("Started worker")
+        pid = int(log.split("Started worker ", 1)[1].split()[0])
+        worker = psutil.Process(pid)
+        os.kill(sup.proc.pid, signal.SIGKILL)  # while the worker is still importing the app
+        sup.proc.wait(TIMEOUT)
+        _gone, alive = psutil.wait_procs([worker], timeout=TIMEOUT)
+        assert alive == []
