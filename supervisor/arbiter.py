@@ -30,7 +30,7 @@ from asgi_worker.listeners import bind_tcp, bind_unix, from_fd, socket_url
 from supervisor.config import DEFAULT_GRACEFUL_TIMEOUT, SupervisorConfig
 from supervisor.policy import DUMP_GRACE, Action, WorkerState, decide
 from supervisor.signals import Command, SignalInbox, command_for
-from supervisor.workers import WorkerRecord, fork_worker, reopen_log_files
+from supervisor.workers import WorkerRecord, fork_worker, reopen_log_files, set_supervisor_title
 
 __all__ = ["Supervisor", "open_listeners"]
 
@@ -83,6 +83,7 @@ class Supervisor:
         if pidfile is not None:
             pidfile.create(os.getpid())
         self._inbox = SignalInbox()
+        set_supervisor_title(self.config)
         try:
             scheme = "https" if self.config.is_ssl else "http"
             for sock in self.sockets:

@@ -36,7 +36,7 @@ from asgi_worker.server import Server
 from supervisor.heartbeat import Beacon, BeaconReader
 from supervisor.policy import WorkerState, WorkerView
 
-__all__ = ["DRAIN_IDLE_GRACE", "WorkerRecord", "fork_worker"]
+__all__ = ["DRAIN_IDLE_GRACE", "WorkerRecord", "fork_worker", "set_supervisor_title", "set_title"]
 
 # Seconds an idle keep-alive connection of a draining worker stays open, so that a client's next
 # request gets an answer (with connection: close) rather than a socket closed under it.
@@ -107,7 +107,7 @@ def run_worker(
     tag_lines_with_pid()
     os.environ["ASGI_WORKER_SLOT"] = str(slot)
     os.environ["ASGI_WORKER_GENERATION"] = str(generation)
-    _set_title(f"asgi-supervise: worker {slot} [{config.app if isinstance(config.app, str) else 'app'}]")
+    set_title(f"asgi-supervise: worker {slot} [{_app_name(config)}]")
     faulthandler.register(signal.SIGUSR2, all_threads=True)
     for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):  # the supervisor's, not ours
         signal.signal(signum, signal.SIG_IGN)
@@ -172,7 +172,17 @@ def reopen_log_files() -> None:
                     handler.release()
 
 
-def _set_title(title: str) -> None:
+def _app_name(config: Config) -> str:
+    return config.app if isinstance(config.app, str) else "app"
+
+
+def set_supervisor_title(config: Config) -> None:
+    """The supervisor's process title, where setproctitle is installed."""
+    set_title(f"asgi-supervise: supervisor [{_app_name(config)}]")
+
+
+def set_title(title: str) -> None:
+    """Show ``title`` in ps/top instead of the command line (only if setproctitle is installed)."""
     try:
         import setproctitle  # type: ignore[import-not-found]  # optional: role and app in ps/top
     except ImportError:
