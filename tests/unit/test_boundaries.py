@@ -28,6 +28,9 @@ PURE_MODULES = [
     "errors.py",
     "exitcodes.py",
     "clock.py",
+    "ws/handshake.py",
+    "wsgi_environ.py",
+    "../supervisor/policy.py",
 ]
 IMPURE = {"asyncio", "socket", "time", "os", "selectors", "threading"}
 
