@@ -262,3 +262,9 @@ def test_worker_still_booting_when_the_supervisor_dies_exits_too(tmp_path):
         sup.proc.wait(TIMEOUT)
         _gone, alive = psutil.wait_procs([worker], timeout=TIMEOUT)
         assert alive == []
+
+
+def test_web_concurrency_sets_the_worker_count():
+    with supervise("supapps:info", env={"WEB_CONCURRENCY": "3"}) as sup:
+        assert len(sup.workers()) == 3
+        assert "3 worker(s)" in sup.log
