@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from asgi_worker.errors import ConfigError
 from asgi_worker.jsonlog import iso_time, json_string
-from asgi_worker.logs import escape_controls, status_text
+from asgi_worker.logs import escape_controls, peer_text, status_text
 
 __all__ = ["ATOMS", "AccessEntry", "CompletedCycle", "Render", "clf_time", "compile_access_format"]
 
@@ -248,7 +248,7 @@ class AccessEntry:
     def client_text(self) -> str:
         """``host:port`` of the client (escaped), or ``-``."""
         client = self.scope["client"]
-        return escape_controls(f"{client[0]}:{client[1]}") if client else "-"
+        return escape_controls(peer_text(client))
 
     def request_line(self) -> str:
         """``GET /path?query HTTP/1.1``, escaped."""

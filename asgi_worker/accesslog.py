@@ -42,6 +42,7 @@ from asgi_worker.logs import (
     AccessFormatter,
     escape_controls,
     level_prefix,
+    peer_text,
     status_text,
 )
 
@@ -162,7 +163,7 @@ class AccessLog:
     def _log_text(self, cycle: CompletedCycle, duration: float) -> None:
         scope = cycle.scope
         client = scope["client"]
-        client_text = escape_controls(f"{client[0]}:{client[1]}") if client else "-"
+        client_text = escape_controls(peer_text(client))
         query = scope["query_string"]
         target = scope["raw_path"].decode("latin-1")
         if query:
@@ -208,7 +209,7 @@ class AccessLog:
             if query:
                 target = f"{target}?{query.decode('latin-1')}"
             args = (
-                f"{client[0]}:{client[1]}" if client else "-",
+                peer_text(client),
                 scope["method"],
                 target,
                 scope["http_version"],

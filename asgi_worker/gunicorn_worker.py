@@ -1,7 +1,7 @@
 """``gunicorn -k asgi_worker.Worker app:app``: our server inside gunicorn's arbiter, on its sockets.
 
 Rules (what gunicorn's own workers do, which UvicornWorker misses):
-- Settings come from gunicorn's config and mean what they mean there (``SETTINGS_MAP`` below);
+- Settings come from gunicorn's config and mean what they mean there (``config_kwargs`` below);
   ours that gunicorn lacks (loop, parser, ws, lifespan, timeouts) come from ``ASGI_WORKER_<NAME>``
   variables or a subclass's ``CONFIG_KWARGS``.
 - The heartbeat (``notify``) comes from the event loop's tick, so a blocked loop stops it and
@@ -67,7 +67,12 @@ ENVIRONMENT_SETTINGS = (
 
 
 def config_kwargs(cfg: Any, max_requests: int) -> dict[str, Any]:
-    """gunicorn's settings as ``Config`` keyword arguments (SETTINGS_MAP in one place)."""
+    """gunicorn's settings as ``Config`` keyword arguments: the whole mapping, in one place.
+
+    ``timeout`` needs no setting (the loop's tick notifies the arbiter), logging is gunicorn's own
+    (``_hand_over_logging``, ``GunicornAccessLog``), and ``forwarder_headers`` does not apply: it
+    lets proxies set WSGI environ keys, which an ASGI scope does not have.
+    """
     kwargs: dict[str, Any] = {
         "timeout_keep_alive": cfg.keepalive,
         "timeout_graceful_shutdown": cfg.graceful_timeout,
@@ -89,27 +94,6 @@ def config_kwargs(cfg: Any, max_requests: int) -> dict[str, Any]:
     if cfg.is_ssl:
         kwargs["ssl_context_factory"] = lambda: ssl_context(cfg)
     return kwargs
-
-
-SETTINGS_MAP = {
-    "keepalive": "timeout_keep_alive",
-    "graceful_timeout": "timeout_graceful_shutdown",
-    "max_requests (+ max_requests_jitter)": "limit_max_requests",
-    "worker_connections": "limit_concurrency",
-    "limit_request_line": "limit_request_line",
-    "limit_request_fields": "limit_request_fields",
-    "limit_request_field_size": "limit_request_field_size",
-    "forwarded_allow_ips": "forwarded_allow_ips (X-Forwarded-For/Proto, Forwarded)",
-    "secure_scheme_headers": "secure_scheme_headers (their agreed values mean https)",
-    "forwarder_headers": "not applicable: it lets proxies set WSGI environ keys, ASGI has none",
-    "root_path": "root_path",
-    "backlog": "backlog",
-    "keyfile/certfile/ca_certs/cert_reqs/ciphers/ssl_version/ssl_context": "ssl_context_factory",
-    "timeout": "heartbeat from the event loop",
-    "accesslog/access_log_format/statsd_host": "gunicorn's access logger",
-    "errorlog/loglevel/logconfig*": "gunicorn's error handlers",
-}
-"""Which gunicorn setting becomes which of ours (documentation; ``config_kwargs`` applies it)."""
 
 
 class GunicornAccessLog:

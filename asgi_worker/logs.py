@@ -39,6 +39,7 @@ __all__ = [
     "configure_logging",
     "escape_controls",
     "level_prefix",
+    "peer_text",
     "status_text",
     "tag_lines_with_pid",
 ]
@@ -79,6 +80,11 @@ LOGGING_CONFIG: dict[str, Any] = {
 }
 
 _CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def peer_text(client: tuple[str, int] | None) -> str:
+    """``host:port`` of a scope's ``client`` for a log line (``-`` for none, e.g. a UNIX socket)."""
+    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 def escape_controls(text: str) -> str:

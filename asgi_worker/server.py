@@ -188,14 +188,15 @@ class Server:
         defaults = DefaultHeaderBlock(server if config.server_header else None, extra)
         self._static_headers = ([(b"server", server)] if config.server_header else []) + extra
         self.server_state.default_headers = list(self._static_headers)
-        self._tick_interval = tick_interval(config.timeout_keep_alive, config.timeout_request_header)
         access = self.make_access_log()
         access.start()
         ctx = ServerContext(self._app, self.server_state, defaults, access, _Settings(config))
         ctx.trace = self._trace
+        timeouts = [config.timeout_keep_alive, config.timeout_request_header]
         if config.ws_enabled:
             from asgi_worker.ws.connection import CLOSE_TIMEOUT, WsSettings
 
+            timeouts += [config.ws_ping_interval, config.ws_ping_timeout, CLOSE_TIMEOUT]
             ctx.ws = WsSettings(
                 config.ws_max_size,
                 config.ws_max_queue,
@@ -203,13 +204,7 @@ class Server:
                 config.ws_ping_timeout,
                 config.ws_per_message_deflate,
             )
-            self._tick_interval = tick_interval(
-                config.timeout_keep_alive,
-                config.timeout_request_header,
-                config.ws_ping_interval,
-                config.ws_ping_timeout,
-                CLOSE_TIMEOUT,
-            )
+        self._tick_interval = tick_interval(*timeouts)  # deadlines are swept this often
         if config.ssl is not None:
             ctx.tls = TlsFacts(config.ssl, config.ssl_certfile)
         if self.limit_reached_callback is not None:

@@ -15,7 +15,7 @@ import itertools
 import logging
 from typing import Any
 
-from asgi_worker.logs import TRACE_LOG_LEVEL, escape_controls
+from asgi_worker.logs import TRACE_LOG_LEVEL, escape_controls, peer_text
 from asgi_worker.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["TracingApp", "summarise", "tracing_enabled"]
@@ -46,11 +46,6 @@ def summarise(message: Any) -> str:
     return escape_controls("{" + ", ".join(parts) + "}")
 
 
-def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "-"
-
-
 class TracingApp:
     """Wraps an ASGI app and logs its scope, each message both ways, and how it ended."""
 
@@ -60,7 +55,7 @@ class TracingApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         number = next(self._numbers)
-        prefix = f"{_client(scope)} - ASGI [{number}]"
+        prefix = f"{peer_text(scope.get('client'))} - ASGI [{number}]"
         logger.log(TRACE_LOG_LEVEL, "%s Started scope=%s", prefix, summarise(scope))
 
         async def traced_receive() -> Any:

@@ -52,6 +52,7 @@ class Supervisor:
         self.target = settings.workers
         self.workers: dict[int, WorkerRecord] = {}
         self.generation = 0
+        self._requests_of_gone = 0  # requests served by workers that have exited
         self.stopping = False
         self.quick = False
         self.halt_reason: str | None = None
@@ -218,7 +219,7 @@ class Supervisor:
     def _exited(self, worker: WorkerRecord, status: int) -> None:
         was = worker.state
         worker.state = WorkerState.EXITED
-        worker.exit_status = status
+        self._requests_of_gone += worker.requests
         if worker.reader is not None:
             worker.reader.read()
             worker.reader.close()
@@ -255,7 +256,8 @@ class Supervisor:
 
     def _status_text(self) -> str:
         alive = self._alive()
-        return f"{len(alive)} workers, {sum(w.requests for w in alive)} requests served"
+        served = self._requests_of_gone + sum(w.requests for w in alive)
+        return f"{len(alive)} workers, {served} requests served"
 
     def _check_memory(self, limit: float) -> None:
         import psutil

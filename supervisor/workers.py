@@ -47,10 +47,8 @@ DRAIN_IDLE_GRACE = 1.0
 class WorkerRecord(WorkerView):
     """One worker as the arbiter tracks it."""
 
-    generation: int = 0
-    requests: int = 0
+    requests: int = 0  # as of its last heartbeat
     reader: BeaconReader | None = None
-    exit_status: int | None = None
 
 
 def fork_worker(
@@ -88,7 +86,6 @@ def fork_worker(
         state=WorkerState.BOOTING,
         started=now,
         last_beat=now,
-        generation=generation,
         reader=BeaconReader(read_fd),
     )
 

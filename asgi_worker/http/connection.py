@@ -31,7 +31,7 @@ from asgi_worker.http.cycle import HttpCycle
 from asgi_worker.http.events import BodyChunk, RequestHead
 from asgi_worker.http.response import encode_error_response
 from asgi_worker.http.scope import ConnectionFacts, build_http_scope
-from asgi_worker.logs import TRACE_LOG_LEVEL
+from asgi_worker.logs import TRACE_LOG_LEVEL, peer_text
 
 if TYPE_CHECKING:
     from asgi_worker.context import ServerContext
@@ -100,7 +100,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._parser = ctx.parser_class(ctx.limits, ctx.ws is not None)
         self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
         if ctx.trace:
-            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", _peer_text(client))
+            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", peer_text(client))
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -149,7 +149,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         if self._ctx.trace:
-            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection lost", _peer_text(self._facts.client))
+            logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection lost", peer_text(self._facts.client))
         self._ctx.connection_closed(self)
         for cycle in (self._current, self._receiving):
             if cycle is not None:
@@ -179,15 +179,15 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         if not keep_alive or not cycle.body_done or self._closing or self._peer_eof:
             self._close()
             return
-        if ctx.draining and not (ctx.drain_idle_grace and (self._pending or self._parser.in_head)):
+        if ctx.draining:
             if not ctx.drain_idle_grace:
                 self._close()
                 return
-            # This response promised keep-alive before the drain began: closing now would meet the
-            # client's next request. Wait for it instead (answered with connection: close).
-            self._deadline_kind = _IDLE_DEADLINE
-            self.deadline = ctx.loop.time() + ctx.drain_idle_grace
-            return
+            if not (self._pending or self._parser.in_head):
+                # This response promised keep-alive before the drain began: closing now would meet
+                # the client's next request. Wait for it instead (answered with connection: close).
+                self._set_deadline(_IDLE_DEADLINE, ctx.drain_idle_grace)
+                return
         if self._pending:
             following = self._pending.popleft()
             if isinstance(following, RequestError):
@@ -328,9 +328,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         if self._current is None:
             grace = self._ctx.drain_idle_grace
             if grace and not self._closing and self._upgrade is None:
-                self._deadline_kind = _IDLE_DEADLINE
-                self.deadline = self._ctx.loop.time() + grace
-                self._pending.clear()
+                self._set_deadline(_IDLE_DEADLINE, grace)
                 return
             self._close()
         else:
@@ -341,7 +339,3 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         if not self._closing:
             self._closing = True
             self._transport.close()
-
-
-def _peer_text(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "-"

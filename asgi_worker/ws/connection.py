@@ -30,6 +30,7 @@ from asgi_worker.flow import WriteFlow
 from asgi_worker.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from asgi_worker.http.response import CHUNKED, CHUNKED_END, encode_chunk, encode_error_response, plan_response
 from asgi_worker.http.scope import build_websocket_scope
+from asgi_worker.logs import peer_text
 from asgi_worker.ws.handshake import Handshake, protocol_logger
 from asgi_worker.ws.session import WsSession
 
@@ -116,7 +117,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
             self._transport.close()
             return
         scope = build_websocket_scope(head, facts, handshake.offered_subprotocols)
-        self._label = f'{_peer(scope)} - "WebSocket {scope["raw_path"].decode("latin-1")}"'
+        self._label = f'{peer_text(scope.get("client"))} - "WebSocket {scope["raw_path"].decode("latin-1")}"'
         session = self._session = WsSession(self, scope, self._settings.max_queue)
         task = session.task = ctx.loop.create_task(session.run_asgi(ctx.app, ctx))
         ctx.tasks.add(task)
@@ -357,8 +358,3 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
     def abort(self) -> None:
         """Forced stop: drop the connection now."""
         self._transport.abort()
-
-
-def _peer(scope: dict[str, Any]) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "-"
