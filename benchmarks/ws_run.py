@@ -7,7 +7,9 @@ Scenarios (client: ws_load.py, pinned to the client CPU; server pinned to the se
 - large: 4 connections, one 1 MiB binary message at a time, echoed back;
 - idle memory: the server's RSS growth per idle open WebSocket, over 1000 of them.
 Ratios are ours/uvicorn: msgs/s above 1 is better, KiB per connection below 1 is better. Each
-msgs/s ratio is the median over rounds of that round's pair (the two runs back to back).
+msgs/s ratio is the median over rounds of that round's pair (the two runs back to back). Beside
+it, the server's CPU time (user + system) per message, and uvicorn's over ours: on a noisy
+machine this moves less than msgs/s, since time the VM steals from the server is not counted.
 """
 
 from __future__ import annotations
@@ -51,10 +53,15 @@ def run_client(python: str, port: int, *args: str, timeout: float) -> str:
     return done.stdout
 
 
-def echo_rate(python: str, port: int, scenario: str, duration: float) -> float:
+def echo_rate(python: str, port: int, scenario: str, duration: float, server_pid: int) -> tuple[float, float]:
+    """(messages per second, server CPU microseconds per message) of one client run."""
+    server = psutil.Process(server_pid)
+    before = server.cpu_times()
     out = run_client(python, port, scenario, str(duration), str(SCENARIOS[scenario]), timeout=duration + 60)
+    after = server.cpu_times()
     result = json.loads(out.strip().splitlines()[-1])
-    return result["msgs"] / result["seconds"]
+    cpu = (after.user - before.user) + (after.system - before.system)
+    return result["msgs"] / result["seconds"], cpu / result["msgs"] * 1e6
 
 
 def idle_kib_per_connection(python: str, port: int, server_pid: int) -> float:
@@ -90,6 +97,7 @@ def main() -> int:
     if args.quick:
         args.rounds, args.duration = 1, 2.0
     rates: dict[str, dict[str, list[float]]] = {s: {n: [] for n in SERVERS} for s in SCENARIOS}
+    cpu: dict[str, dict[str, list[float]]] = {s: {n: [] for n in SERVERS} for s in SCENARIOS}
     memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="asgi-ws-bench-") as tmp, ExitStack() as stack:
         app_dir = expose_apps(Path(tmp))
@@ -105,12 +113,13 @@ def main() -> int:
             print(f"  {name:8} idle {memory[name]:7.1f} KiB per WebSocket", flush=True)
         for scenario in SCENARIOS:
             for name in SERVERS:
-                echo_rate(args.python, ports[name], scenario, 1.0)  # warm-up, discarded
+                echo_rate(args.python, ports[name], scenario, 1.0, pids[name])  # warm-up, discarded
             for _ in range(args.rounds):
                 for name in SERVERS:
-                    rate = echo_rate(args.python, ports[name], scenario, args.duration)
+                    rate, micros = echo_rate(args.python, ports[name], scenario, args.duration, pids[name])
                     rates[scenario][name].append(rate)
-                    print(f"  {scenario:6} {name:8} {rate:10.0f} msgs/s", flush=True)
+                    cpu[scenario][name].append(micros)
+                    print(f"  {scenario:6} {name:8} {rate:10.0f} msgs/s {micros:8.1f} CPU us/msg", flush=True)
     lines = [
         "# WebSocket benchmark results: asgi_worker vs uvicorn",
         "",
@@ -120,15 +129,19 @@ def main() -> int:
         f"- runs: {args.rounds} x {args.duration:g} s per server, alternating; server CPU {SERVER_CPU}, "
         f"client CPU {CLIENT_CPU}; python {sys.version.split()[0]}",
         "",
-        "| scenario | ours msgs/s | uvicorn msgs/s | ratio |",
-        "|---|---:|---:|---:|",
+        "| scenario | ours msgs/s | uvicorn msgs/s | ratio | ours CPU µs/msg | uvicorn CPU µs/msg "
+        "| CPU ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario, by_server in rates.items():
         ours, theirs = by_server["ours"], by_server["uvicorn"]
         ratio = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+        our_cpu, their_cpu = cpu[scenario]["ours"], cpu[scenario]["uvicorn"]
+        cpu_ratio = statistics.median(b / a for a, b in zip(our_cpu, their_cpu, strict=True))
         lines.append(
             f"| {scenario} ({SCENARIOS[scenario]} conns) | {statistics.median(ours):.0f} | "
-            f"{statistics.median(theirs):.0f} | {ratio:.2f} |"
+            f"{statistics.median(theirs):.0f} | {ratio:.2f} | {statistics.median(our_cpu):.1f} | "
+            f"{statistics.median(their_cpu):.1f} | {cpu_ratio:.2f} |"
         )
     lines += [
         "",

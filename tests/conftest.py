@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+import trustme
 
 from asgi_worker import Config, Server
 from asgi_worker.loops import loop_factory
@@ -174,3 +175,16 @@ def read_exact(sock: socket.socket, size: int) -> bytes:
             break
         data += chunk
     return data
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A server certificate for 127.0.0.1 and localhost, its key, and the CA that signed it (paths)."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    files = {"cert": folder / "cert.pem", "key": folder / "key.pem", "ca": folder / "ca.pem"}
+    files["cert"].write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    files["key"].write_bytes(issued.private_key_pem.bytes())
+    files["ca"].write_bytes(ca.cert_pem.bytes())
+    return {name: str(path) for name, path in files.items()}

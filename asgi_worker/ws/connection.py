@@ -2,9 +2,10 @@
 
 Rules:
 - The HTTP connection hands over its transport (``set_protocol``) after a handshake request; from
-  then on every byte goes to the websockets library's sans-I/O ``Protocol``. It answers pings and
-  close frames itself; after every call we write ``data_to_send()`` (an empty chunk there means
-  "close the TCP connection", which the server side does first, RFC 6455 7.1.1).
+  then on every byte goes to the websockets library's sans-I/O ``Protocol`` (``wire.ServerFrames``,
+  which the event loop reads into directly: a ``BufferedProtocol``). It answers pings and close
+  frames itself; after every call we write ``data_to_send()`` (an empty chunk there means "close
+  the TCP connection", which the server side does first, RFC 6455 7.1.1).
 - Frames are reassembled here into messages for the session; the library bounds their size
   (``--ws-max-size``: 1009) and checks the framing (1002). Text that is not UTF-8 is 1007.
 - Timers are deadlines swept by the server's tick, like HTTP keep-alive: the next ping, the pong it
@@ -24,7 +25,7 @@ import os
 from typing import TYPE_CHECKING, Any, cast
 
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol, Side, State
+from websockets.protocol import State
 
 from asgi_worker.flow import WriteFlow
 from asgi_worker.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
@@ -33,6 +34,7 @@ from asgi_worker.http.scope import build_websocket_scope
 from asgi_worker.logs import peer_text
 from asgi_worker.ws.handshake import Handshake, protocol_logger
 from asgi_worker.ws.session import WsSession
+from asgi_worker.ws.wire import LARGE_PAYLOAD, SCRATCH_SIZE, ServerFrames
 
 if TYPE_CHECKING:
     from asgi_worker.context import ServerContext
@@ -57,7 +59,7 @@ _OPEN, _CLOSED = State.OPEN, State.CLOSED
 class WsSettings:
     """The ``--ws-*`` settings of one server, read by every WebSocket connection."""
 
-    __slots__ = ("deflate", "max_queue", "max_size", "ping_interval", "ping_timeout")
+    __slots__ = ("deflate", "max_queue", "max_size", "ping_interval", "ping_timeout", "scratch")
 
     def __init__(
         self, max_size: int, max_queue: int, ping_interval: float, ping_timeout: float, deflate: bool
@@ -67,6 +69,8 @@ class WsSettings:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.deflate = deflate
+        # Filled and emptied within one read callback, so one per server (one event loop) is enough.
+        self.scratch = memoryview(bytearray(SCRATCH_SIZE))
 
     def take_over(
         self,
@@ -82,7 +86,7 @@ class WsSettings:
         connection.start(head, facts, rest)
 
 
-class WebSocketConnection(WriteFlow, asyncio.Protocol):
+class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
     """One upgraded connection. Registered in ``ctx.connections`` like an HTTP one."""
 
     def __init__(self, ctx: ServerContext, settings: WsSettings, transport: asyncio.Transport) -> None:
@@ -93,7 +97,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
         self.deadline = 0.0
         self._next_ping = self._pong_due = self._close_due = 0.0
         self._handshake: Handshake | None = None
-        self._protocol: Protocol | None = None  # set once the app accepts
+        self._protocol: ServerFrames | None = None  # set once the app accepts
         self._session: WsSession | None = None
         self._early = b""
         self._fragments: list[bytes] = []
@@ -124,17 +128,38 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
         self._early = rest
         self._set_reading(len(rest) <= _EARLY_LIMIT)
 
-    # asyncio.Protocol
+    # asyncio.BufferedProtocol
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        protocol = self._protocol
+        return self._settings.scratch if protocol is None else protocol.receive_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        protocol = self._protocol
+        if protocol is None:
+            self._keep_early(self._settings.scratch[:nbytes])
+            return
+        protocol.received(nbytes)
+        self._process()
 
     def data_received(self, data: bytes) -> None:
+        """Bytes handed over rather than read in place (the ones that came with the handshake).
+
+        Also what keeps uvloop from holding the HTTP connection: its transport caches the
+        protocol's ``data_received`` and keeps the old one if the new protocol has none.
+        """
         protocol = self._protocol
-        if protocol is None:  # still in the handshake: keep it for after the 101
-            self._early += data
-            if len(self._early) > _EARLY_LIMIT:
-                self._set_reading(False)
+        if protocol is None:
+            self._keep_early(data)
             return
         protocol.receive_data(data)
         self._process()
+
+    def _keep_early(self, data: bytes | memoryview) -> None:
+        """Still in the handshake: keep the bytes for after the 101."""
+        self._early += data
+        if len(self._early) > _EARLY_LIMIT:
+            self._set_reading(False)
 
     def eof_received(self) -> bool | None:
         if self._protocol is not None:
@@ -201,14 +226,17 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
     def _flush(self) -> None:
         assert self._protocol is not None
         self._flush_scheduled = False
-        self._unflushed = 0
+        unflushed, self._unflushed = self._unflushed, 0
         chunks = self._protocol.data_to_send()
         if not chunks:
             return
         eof = not chunks[-1]  # the library's "send EOF": the close handshake is done (or failed)
-        data = b"".join(chunks)
-        if data:
-            self._transport.write(data)
+        if len(chunks) == 1 or unflushed < LARGE_PAYLOAD:
+            data = b"".join(chunks)  # small messages: one contiguous write
+            if data:
+                self._transport.write(data)
+        else:
+            self._transport.writelines(chunks)  # large payloads go out as the app's own objects
         if eof:
             self._transport.close()
 
@@ -221,9 +249,7 @@ class WebSocketConnection(WriteFlow, asyncio.Protocol):
             return
         self._transport.write(self._handshake.switching_head(subprotocol, headers, self._ctx.defaults))
         settings = self._settings
-        protocol = self._protocol = Protocol(
-            Side.SERVER, state=_OPEN, max_size=settings.max_size, logger=protocol_logger
-        )
+        protocol = self._protocol = ServerFrames(settings.max_size, protocol_logger, settings.scratch)
         protocol.extensions = self._handshake.extensions
         self._handshake = None
         logger.info("%s [accepted]", self._label)

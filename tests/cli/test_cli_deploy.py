@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 
 from tests.timing import TIMEOUT
 
@@ -75,18 +74,6 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 # TLS
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    ca = trustme.CA()
-    issued = ca.issue_cert("127.0.0.1", "localhost")
-    folder = tmp_path_factory.mktemp("cli-tls")
-    files = {"cert": folder / "cert.pem", "key": folder / "key.pem", "ca": folder / "ca.pem"}
-    files["cert"].write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
-    files["key"].write_bytes(issued.private_key_pem.bytes())
-    files["ca"].write_bytes(ca.cert_pem.bytes())
-    return {name: str(path) for name, path in files.items()}
 
 
 def test_tls_from_the_command_line(tls_files):

@@ -29,6 +29,7 @@ PURE_MODULES = [
     "exitcodes.py",
     "clock.py",
     "ws/handshake.py",
+    "ws/wire.py",
     "wsgi_environ.py",
     "../supervisor/policy.py",
 ]

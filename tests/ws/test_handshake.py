@@ -4,6 +4,7 @@ decides (the app never runs), upgrades served as plain HTTP, and an upgrade pipe
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from tests.conftest import read_response, read_until
 from tests.timing import TICK, TIMEOUT
@@ -226,3 +227,18 @@ def test_close_frame_sent_with_the_handshake(serve):
         items = recorder.wait_len(2)
     assert items[0] == {"type": "websocket.receive", "text": "last words"}
     assert items[1] == {"type": "websocket.disconnect", "code": 4005, "reason": "early"}
+
+
+def test_the_http_connection_is_released_after_the_upgrade(serve):
+    """An open WebSocket holds nothing of the HTTP connection it came from (uvloop's transport
+    caches ``data_received``; a protocol without one would leave the old one alive)."""
+    from asgi_worker.http.connection import HttpConnection
+
+    def alive() -> int:
+        gc.collect()
+        return sum(1 for obj in gc.get_objects() if type(obj) is HttpConnection)
+
+    with serve(echo_app()) as srv, client(srv) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=TIMEOUT) == "hi"
+        assert alive() == 0

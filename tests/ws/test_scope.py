@@ -6,7 +6,6 @@ from __future__ import annotations
 import ssl
 
 import pytest
-import trustme
 
 from tests.timing import TIMEOUT
 from tests.ws.apps import Recorder, client
@@ -129,18 +128,6 @@ def test_untrusted_peer_headers_are_ignored(serve):
         scope, (client_host, _) = scope_of(srv, recorder, headers=FORWARDED)
     assert scope["scheme"] == "ws"
     assert scope["client"][0] == client_host == "127.0.0.1"
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    ca = trustme.CA()
-    folder = tmp_path_factory.mktemp("wstls")
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    cert, key, ca_file = folder / "server.pem", folder / "server.key", folder / "ca.pem"
-    cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
-    key.write_bytes(server.private_key_pem.bytes())
-    ca_file.write_bytes(ca.cert_pem.bytes())
-    return {"cert": str(cert), "key": str(key), "ca": str(ca_file)}
 
 
 def test_wss_over_tls(serve, tls_files):

@@ -1,0 +1,222 @@
+"""``wire.ServerFrames`` against the stock websockets ``Protocol``: the same events and the same
+bytes out for the same bytes in, in every chunking and both ways of receiving, with large payloads
+read in place, memory that follows the bytes that arrived, and large frames sent without a copy.
+
+Pure: no sockets (the server-level tests are in test_large_messages.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any
+
+import pytest
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.protocol import Protocol, Side, State
+
+from asgi_worker.ws.wire import EAGER_PAYLOAD, LARGE_PAYLOAD, PayloadReader, ServerFrames
+from tests.ws.frames import BINARY, CLOSE, CONT, PING, TEXT, close_payload, encode_frame
+
+LOGGER = logging.getLogger("tests.ws.wire")
+SIZES = [
+    0,
+    1,
+    125,
+    126,
+    LARGE_PAYLOAD - 1,
+    LARGE_PAYLOAD,
+    LARGE_PAYLOAD + 1,
+    EAGER_PAYLOAD - 1,
+    EAGER_PAYLOAD,
+    EAGER_PAYLOAD + 1,
+    2 * EAGER_PAYLOAD + 7,  # regrown twice while it arrives
+]
+# Chunk sizes a network read may deliver, from single bytes to more than a whole large frame.
+CHUNKS = [1, 3, 14, 1000, 65536, 256 * 1024, 3 * EAGER_PAYLOAD]
+
+
+def stock(max_size: int | None = None) -> Protocol:
+    return Protocol(Side.SERVER, state=State.OPEN, max_size=max_size, logger=LOGGER)
+
+
+def ours(max_size: int | None = None, scratch: int = 256 * 1024) -> ServerFrames:
+    return ServerFrames(max_size, LOGGER, memoryview(bytearray(scratch)))
+
+
+def observed(protocol: Protocol, events: list[Any], out: list[bytes]) -> None:
+    events += [(e.opcode, e.fin, e.rsv1, bytes(e.data)) for e in protocol.events_received()]
+    out.append(b"".join(bytes(chunk) for chunk in protocol.data_to_send()))
+
+
+Outcome = tuple[list[Any], bytes, Any]  # (events, bytes written back, the close we sent)
+
+
+def feed_stock(protocol: Protocol, chunks: list[bytes]) -> Outcome:
+    events: list[Any] = []
+    out: list[bytes] = []
+    for chunk in chunks:
+        protocol.receive_data(chunk)
+        observed(protocol, events, out)
+    return events, b"".join(out), protocol.close_sent
+
+
+def feed_ours(protocol: ServerFrames, chunks: list[bytes], rng: random.Random) -> Outcome:
+    """Each chunk either through ``receive_data`` or written into ``receive_buffer`` (in pieces
+    when the buffer offered is smaller, as a read would be), at random."""
+    events: list[Any] = []
+    out: list[bytes] = []
+    for chunk in chunks:
+        if rng.random() < 0.3:
+            protocol.receive_data(chunk)
+            observed(protocol, events, out)
+            continue
+        view = memoryview(chunk)
+        while view:
+            buffer = protocol.receive_buffer()
+            assert len(buffer) > 0
+            taken = min(len(buffer), len(view), rng.choice(CHUNKS))
+            buffer[:taken] = view[:taken]
+            del buffer
+            protocol.received(taken)
+            observed(protocol, events, out)
+            view = view[taken:]
+    return events, b"".join(out), protocol.close_sent
+
+
+def split(data: bytes, rng: random.Random) -> list[bytes]:
+    chunks, at = [], 0
+    while at < len(data):
+        size = rng.choice(CHUNKS)
+        chunks.append(data[at : at + size])
+        at += size
+    return chunks
+
+
+def random_stream(rng: random.Random) -> bytes:
+    """Client frames: whole and fragmented messages of every size class, pings between them."""
+    frames = []
+    for _ in range(rng.randint(1, 5)):
+        size = rng.choice(SIZES)
+        if rng.random() < 0.3:
+            first = rng.randint(0, size)
+            frames.append(encode_frame(rng.choice([TEXT, BINARY]), os.urandom(first), fin=False))
+            frames.append(encode_frame(PING, b"p"))
+            frames.append(encode_frame(CONT, os.urandom(size - first)))
+        else:
+            frames.append(encode_frame(rng.choice([TEXT, BINARY]), os.urandom(size)))
+    if rng.random() < 0.5:
+        frames.append(encode_frame(CLOSE, close_payload(1000, "bye")))
+    return b"".join(frames)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_same_events_and_replies_as_the_library_in_any_chunking(seed):
+    rng = random.Random(seed)
+    data = random_stream(rng)
+    chunks = split(data, rng)
+    assert feed_ours(ours(), chunks, rng) == feed_stock(stock(), chunks)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_one_chunk_holding_a_frame_and_the_next_header(size):
+    data = encode_frame(BINARY, os.urandom(size)) + encode_frame(TEXT, b"next")
+    chunks = [data[:-3], data[-3:]]
+    assert feed_ours(ours(), chunks, random.Random(0)) == feed_stock(stock(), chunks)
+
+
+@pytest.mark.parametrize("cut", [3, 14, LARGE_PAYLOAD + 100, EAGER_PAYLOAD + 100])
+def test_eof_inside_a_large_payload_fails_like_the_library(cut):
+    data = encode_frame(BINARY, os.urandom(2 * EAGER_PAYLOAD))[:cut]
+    mine, theirs = ours(), stock()
+    got = feed_ours(mine, [data], random.Random(1))
+    want = feed_stock(theirs, [data])
+    mine.receive_eof()
+    theirs.receive_eof()
+    assert got == want
+    assert mine.state is theirs.state is State.CLOSED
+    assert mine.close_code == theirs.close_code == 1006
+    assert mine.data_to_send() == theirs.data_to_send()
+    assert mine.reader._payload is None  # released
+
+
+@pytest.mark.parametrize("size", [LARGE_PAYLOAD * 2, LARGE_PAYLOAD * 2 + 1])
+def test_max_size_at_and_over_the_limit_like_the_library(size):
+    chunks = split(encode_frame(BINARY, os.urandom(size)), random.Random(size))
+    got = feed_ours(ours(LARGE_PAYLOAD * 2), chunks, random.Random(2))
+    assert got == feed_stock(stock(LARGE_PAYLOAD * 2), chunks)
+    assert (got[2] is None) == (size == LARGE_PAYLOAD * 2)
+    if got[2] is not None:
+        assert got[2].code == 1009
+
+
+def test_a_large_announcement_holds_memory_for_what_arrived_only():
+    protocol = ours(max_size=64 * EAGER_PAYLOAD)
+    frame_head = encode_frame(BINARY, b"")[:1] + bytes([0x80 | 127]) + (64 * EAGER_PAYLOAD).to_bytes(8, "big")
+    protocol.receive_data(frame_head + os.urandom(4))  # header and mask, no payload yet
+    assert len(protocol.receive_buffer()) == EAGER_PAYLOAD
+    received = 0
+    for _ in range(4):
+        buffer = protocol.receive_buffer()
+        capacity = received + len(buffer)
+        assert capacity <= max(EAGER_PAYLOAD, 2 * received)
+        buffer[:] = os.urandom(len(buffer))
+        count = len(buffer)
+        del buffer
+        protocol.received(count)
+        received += count
+    assert received == 8 * EAGER_PAYLOAD and protocol.events_received() == []
+
+
+def test_a_failed_connection_drops_the_payload_in_progress():
+    protocol = ours()
+    data = encode_frame(BINARY, os.urandom(EAGER_PAYLOAD))
+    protocol.receive_data(data[:LARGE_PAYLOAD])
+    assert protocol.reader._payload is not None
+    protocol.fail(1011, "keepalive ping timeout")
+    assert protocol.reader._payload is None
+    protocol.receive_data(data[LARGE_PAYLOAD:])  # discarded, as the library does after failing
+    assert protocol.events_received() == []
+    assert protocol.state is not State.OPEN
+
+
+def test_small_bytes_go_through_the_one_scratch_buffer():
+    scratch = memoryview(bytearray(64))
+    protocol = ServerFrames(None, LOGGER, scratch)
+    data = encode_frame(TEXT, b"hello")
+    buffer = protocol.receive_buffer()
+    assert buffer.obj is scratch.obj
+    buffer[: len(data)] = data
+    protocol.received(len(data))
+    assert [bytes(e.data) for e in protocol.events_received()] == [b"hello"]
+
+
+@pytest.mark.parametrize("size", [LARGE_PAYLOAD - 1, LARGE_PAYLOAD, 3 * EAGER_PAYLOAD])
+@pytest.mark.parametrize("fin", [True, False])
+@pytest.mark.parametrize("text", [True, False])
+def test_sent_frames_are_the_library_bytes(size, fin, text):
+    payload = os.urandom(size)
+    mine, theirs = ours(), stock()
+    for protocol in (mine, theirs):
+        (protocol.send_text if text else protocol.send_binary)(payload, fin=fin)
+    chunks = mine.data_to_send()
+    assert b"".join(chunks) == b"".join(theirs.data_to_send())
+    if size >= LARGE_PAYLOAD:
+        assert chunks[-1] is payload  # the app's object itself, not a copy
+
+
+def test_frames_with_an_extension_are_the_library_bytes():
+    protocol = ours()
+    protocol.extensions = [PerMessageDeflate(False, False, 15, 15)]
+    protocol.send_binary(b"a" * (2 * LARGE_PAYLOAD))
+    chunks = protocol.data_to_send()
+    assert len(chunks) == 1 and len(chunks[0]) < LARGE_PAYLOAD  # compressed by the library
+
+
+def test_the_reader_is_the_one_the_parser_uses():
+    """Guards the one assumption on the library's internals: the parser reads from ``reader``."""
+    protocol = ours()
+    assert isinstance(protocol.reader, PayloadReader)
+    data = encode_frame(BINARY, os.urandom(EAGER_PAYLOAD))
+    protocol.receive_data(data[: LARGE_PAYLOAD + 14])
+    assert protocol.reader._payload is not None  # the large payload is being read in place
