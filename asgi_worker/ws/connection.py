@@ -34,7 +34,7 @@ from asgi_worker.http.scope import build_websocket_scope
 from asgi_worker.logs import peer_text
 from asgi_worker.ws.handshake import Handshake, protocol_logger
 from asgi_worker.ws.session import WsSession
-from asgi_worker.ws.wire import LARGE_PAYLOAD, SCRATCH_SIZE, ServerFrames
+from asgi_worker.ws.wire import LARGE_PAYLOAD, ReadMemory, ServerFrames
 
 if TYPE_CHECKING:
     from asgi_worker.context import ServerContext
@@ -59,7 +59,7 @@ _OPEN, _CLOSED = State.OPEN, State.CLOSED
 class WsSettings:
     """The ``--ws-*`` settings of one server, read by every WebSocket connection."""
 
-    __slots__ = ("deflate", "max_queue", "max_size", "ping_interval", "ping_timeout", "scratch")
+    __slots__ = ("deflate", "max_queue", "max_size", "memory", "ping_interval", "ping_timeout")
 
     def __init__(
         self, max_size: int, max_queue: int, ping_interval: float, ping_timeout: float, deflate: bool
@@ -69,8 +69,7 @@ class WsSettings:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.deflate = deflate
-        # Filled and emptied within one read callback, so one per server (one event loop) is enough.
-        self.scratch = memoryview(bytearray(SCRATCH_SIZE))
+        self.memory = ReadMemory()  # one per server: one event loop
 
     def take_over(
         self,
@@ -132,12 +131,12 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         protocol = self._protocol
-        return self._settings.scratch if protocol is None else protocol.receive_buffer()
+        return self._settings.memory.scratch if protocol is None else protocol.receive_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self._protocol
         if protocol is None:
-            self._keep_early(self._settings.scratch[:nbytes])
+            self._keep_early(self._settings.memory.scratch[:nbytes])
             return
         protocol.received(nbytes)
         self._process()
@@ -249,7 +248,7 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
             return
         self._transport.write(self._handshake.switching_head(subprotocol, headers, self._ctx.defaults))
         settings = self._settings
-        protocol = self._protocol = ServerFrames(settings.max_size, protocol_logger, settings.scratch)
+        protocol = self._protocol = ServerFrames(settings.max_size, protocol_logger, settings.memory)
         protocol.extensions = self._handshake.extensions
         self._handshake = None
         logger.info("%s [accepted]", self._label)

@@ -11,11 +11,17 @@ Rules:
 - Receiving: ``PayloadReader`` keeps the library's ``StreamReader`` interface (the parser calls
   ``read_exact``). A payload of ``LARGE_PAYLOAD`` bytes or more gets its own bytearray, and the
   event loop reads straight into it (``asyncio.BufferedProtocol``: ``receive_buffer`` then
-  ``received``). Everything else lands in one shared scratch buffer and is appended to the
-  library's buffer, as before.
-- Memory follows the bytes: a header may announce up to ``--ws-max-size``, but a payload's bytearray
-  starts at ``EAGER_PAYLOAD`` at most and doubles only when full. A header alone makes us hold no
-  more than that; beyond it, never more than twice what the peer has sent.
+  ``received``). Everything else lands in one shared scratch buffer (``ReadMemory``) and is
+  appended to the library's buffer, as before.
+- Memory follows the bytes. A header may announce up to ``--ws-max-size``; its payload's buffer is
+  allocated whole up to ``EAGER_PAYLOAD`` (so a 1 MiB message never regrows) only while all the
+  server's WebSockets together hold less than ``AHEAD_BUDGET`` bytes that have not arrived yet.
+  Otherwise, and past ``EAGER_PAYLOAD``, a buffer starts at twice what has arrived (at least
+  ``MIN_PAYLOAD_BUFFER``) and doubles when full. So peers that send headers and stall cost us
+  ``AHEAD_BUDGET`` once, then ``MIN_PAYLOAD_BUFFER`` each, and never more than twice what they
+  sent (three times for the instant of a regrow, old and new buffer together).
+- When the library stops parsing (a failed or closed connection: ``discard()``), a payload in
+  progress is dropped at once.
 - Sending: a large frame without extensions leaves as two chunks, our header and the app's own
   payload object (servers never mask, RFC 6455 5.1); every other frame is the library's.
 """
@@ -30,7 +36,15 @@ from websockets.frames import Frame
 from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
 
-__all__ = ["EAGER_PAYLOAD", "LARGE_PAYLOAD", "SCRATCH_SIZE", "PayloadReader", "ServerFrames"]
+__all__ = [
+    "AHEAD_BUDGET",
+    "EAGER_PAYLOAD",
+    "LARGE_PAYLOAD",
+    "MIN_PAYLOAD_BUFFER",
+    "PayloadReader",
+    "ReadMemory",
+    "ServerFrames",
+]
 
 # Payloads at least this long get their own buffer and are read into directly; below it, slicing
 # out of the shared buffer is cheaper than a buffer of their own. Also the 64-bit-length threshold
@@ -41,6 +55,12 @@ LARGE_PAYLOAD = 65536
 # alone can make us hold no more than this; 16 MiB (uvicorn's --ws-max-size) would be 16 times that.
 EAGER_PAYLOAD = 1 << 20
 
+# Bytes all of one server's WebSockets may hold, together, for payloads not yet arrived: 32 large
+# messages arriving at once at full speed. Past it, buffers grow with what arrives only.
+AHEAD_BUDGET = 32 << 20
+# Bytes a payload's buffer starts at outside the budget: what a header alone can then cost us.
+MIN_PAYLOAD_BUFFER = 4096
+
 # Bytes of the one read buffer all of a server's WebSockets share for everything but large
 # payloads: libuv's suggested read size. The start of a large payload that arrives with its header
 # is copied twice (scratch, library buffer, payload), so bigger is slower there: 256 KiB cost the
@@ -48,6 +68,20 @@ EAGER_PAYLOAD = 1 << 20
 SCRATCH_SIZE = 64 * 1024
 
 _LONG_HEADER = struct.Struct("!BBQ").pack
+
+
+class ReadMemory:
+    """What all WebSockets of one server (one event loop) share for reading.
+
+    ``scratch`` is filled and emptied within one read callback, so one is enough; ``ahead`` counts
+    the bytes of payload buffers allocated but not yet received, against ``AHEAD_BUDGET``.
+    """
+
+    __slots__ = ("ahead", "scratch")
+
+    def __init__(self, scratch_size: int = SCRATCH_SIZE) -> None:
+        self.scratch = memoryview(bytearray(scratch_size))
+        self.ahead = 0
 
 
 class PayloadReader(StreamReader):
@@ -59,9 +93,10 @@ class PayloadReader(StreamReader):
     is valid until that call only.
     """
 
-    def __init__(self, scratch: memoryview) -> None:
+    def __init__(self, memory: ReadMemory) -> None:
         super().__init__()
-        self._scratch = scratch
+        self._memory = memory
+        self._scratch = memory.scratch
         self._payload: bytearray | None = None  # the large payload being read, if any
         self._size = 0  # its announced length
         self._filled = 0  # bytes of it received
@@ -75,10 +110,15 @@ class PayloadReader(StreamReader):
             del buffer[n:]
             return buffer
         have = len(buffer)
-        payload = bytearray(min(n, max(EAGER_PAYLOAD, have)))
+        memory = self._memory
+        capacity = min(n, max(EAGER_PAYLOAD, have))
+        if memory.ahead + capacity - have > AHEAD_BUDGET:
+            capacity = min(n, max(2 * have, MIN_PAYLOAD_BUFFER))
+        payload = bytearray(capacity)
         payload[:have] = buffer
         del buffer[:]
         self._payload, self._size, self._filled = payload, n, have
+        memory.ahead += capacity - have
         try:
             while self._filled < n:
                 if self.eof:
@@ -87,7 +127,14 @@ class PayloadReader(StreamReader):
             payload = self._payload  # not the one allocated above: it may have been regrown
             assert payload is not None
             return payload
-        finally:  # also when the library drops this parser (a failed or closed connection)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Drop the payload in progress, if any (read whole, or the connection is done). Idempotent."""
+        payload = self._payload
+        if payload is not None:
+            self._memory.ahead -= len(payload) - self._filled
             self._payload = None
 
     def feed_data(self, data: bytes | bytearray) -> None:
@@ -102,6 +149,7 @@ class PayloadReader(StreamReader):
             taken = min(len(target), len(view))
             target[:taken] = view[:taken]
             self._filled += taken
+            self._memory.ahead -= taken
             view = view[taken:]
         self.buffer += view  # bytes past the payload: the next frame's
 
@@ -112,9 +160,10 @@ class PayloadReader(StreamReader):
             return self._scratch
         filled = self._filled
         if filled == len(payload):  # full but not complete: double it (copies what came so far)
-            grown = bytearray(min(self._size, 2 * len(payload)))
+            grown = bytearray(min(self._size, 2 * filled))
             grown[:filled] = payload
             payload = self._payload = grown
+            self._memory.ahead += len(grown) - filled
         return memoryview(payload)[filled:]
 
     def received(self, nbytes: int) -> None:
@@ -123,6 +172,7 @@ class PayloadReader(StreamReader):
             self.buffer += self._scratch[:nbytes]
         else:
             self._filled += nbytes
+            self._memory.ahead -= nbytes
 
 
 class ServerFrames(Protocol):
@@ -134,11 +184,11 @@ class ServerFrames(Protocol):
     ``data_to_send()`` may return a large frame as two chunks (header, payload).
     """
 
-    def __init__(self, max_size: int | None, logger: Any, scratch: memoryview) -> None:
+    def __init__(self, max_size: int | None, logger: Any, memory: ReadMemory) -> None:
         super().__init__(Side.SERVER, state=State.OPEN, max_size=max_size, logger=logger)
         # Swap in our reader before any byte arrives, and restart the parser on it (the one the
         # library started is suspended on the stock reader, which is then dropped).
-        reader = self.reader = self._payload_reader = PayloadReader(scratch)
+        reader = self.reader = self._payload_reader = PayloadReader(memory)
         self.parser = self.parse()
         next(self.parser)
         self.receive_buffer = reader.receive_buffer
@@ -147,6 +197,12 @@ class ServerFrames(Protocol):
         """The in-place ``receive_data``: ``nbytes`` were written into ``receive_buffer()``."""
         self._payload_reader.received(nbytes)
         next(self.parser)
+
+    def discard(self) -> Generator[None]:
+        # The library replaces the parser with this once the connection has failed or closed; the
+        # payload the old parser was reading is dropped now, not whenever that parser is freed.
+        self._payload_reader.release()
+        yield from super().discard()
 
     def send_frame(self, frame: Frame) -> None:
         data = frame.data

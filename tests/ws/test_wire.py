@@ -15,7 +15,15 @@ import pytest
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.protocol import Protocol, Side, State
 
-from asgi_worker.ws.wire import EAGER_PAYLOAD, LARGE_PAYLOAD, PayloadReader, ServerFrames
+from asgi_worker.ws.wire import (
+    AHEAD_BUDGET,
+    EAGER_PAYLOAD,
+    LARGE_PAYLOAD,
+    MIN_PAYLOAD_BUFFER,
+    PayloadReader,
+    ReadMemory,
+    ServerFrames,
+)
 from tests.ws.frames import BINARY, CLOSE, CONT, PING, TEXT, close_payload, encode_frame
 
 LOGGER = logging.getLogger("tests.ws.wire")
@@ -40,8 +48,8 @@ def stock(max_size: int | None = None) -> Protocol:
     return Protocol(Side.SERVER, state=State.OPEN, max_size=max_size, logger=LOGGER)
 
 
-def ours(max_size: int | None = None, scratch: int = 256 * 1024) -> ServerFrames:
-    return ServerFrames(max_size, LOGGER, memoryview(bytearray(scratch)))
+def ours(max_size: int | None = None, memory: ReadMemory | None = None) -> ServerFrames:
+    return ServerFrames(max_size, LOGGER, memory or ReadMemory())
 
 
 def observed(protocol: Protocol, events: list[Any], out: list[bytes]) -> None:
@@ -81,6 +89,7 @@ def feed_ours(protocol: ServerFrames, chunks: list[bytes], rng: random.Random) -
             protocol.received(taken)
             observed(protocol, events, out)
             view = view[taken:]
+            assert protocol.reader._memory.ahead >= 0
     return events, b"".join(out), protocol.close_sent
 
 
@@ -115,7 +124,20 @@ def test_same_events_and_replies_as_the_library_in_any_chunking(seed):
     rng = random.Random(seed)
     data = random_stream(rng)
     chunks = split(data, rng)
-    assert feed_ours(ours(), chunks, rng) == feed_stock(stock(), chunks)
+    memory = ReadMemory()
+    assert feed_ours(ours(memory=memory), chunks, rng) == feed_stock(stock(), chunks)
+    assert memory.ahead == 0  # every frame was whole: nothing held for bytes still to come
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_same_events_with_the_budget_spent(seed):
+    """Other connections hold the whole budget: buffers grow from what arrived, same results."""
+    rng = random.Random(seed)
+    chunks = split(random_stream(rng), rng)
+    memory = ReadMemory()
+    memory.ahead = AHEAD_BUDGET
+    assert feed_ours(ours(memory=memory), chunks, rng) == feed_stock(stock(), chunks)
+    assert memory.ahead == AHEAD_BUDGET
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -138,6 +160,7 @@ def test_eof_inside_a_large_payload_fails_like_the_library(cut):
     assert mine.close_code == theirs.close_code == 1006
     assert mine.data_to_send() == theirs.data_to_send()
     assert mine.reader._payload is None  # released
+    assert mine.reader._memory.ahead == 0
 
 
 @pytest.mark.parametrize("size", [LARGE_PAYLOAD * 2, LARGE_PAYLOAD * 2 + 1])
@@ -150,22 +173,48 @@ def test_max_size_at_and_over_the_limit_like_the_library(size):
         assert got[2].code == 1009
 
 
+def announcement(size: int) -> bytes:
+    """A client's binary frame header announcing ``size`` bytes, and its mask: no payload."""
+    return bytes([0x82, 0x80 | 127]) + size.to_bytes(8, "big") + os.urandom(4)
+
+
+def fill(protocol: ServerFrames) -> int:
+    """Write into the whole buffer the protocol offers, as a read would; the bytes written."""
+    buffer = protocol.receive_buffer()
+    count = len(buffer)
+    buffer[:] = bytes(count)
+    del buffer
+    protocol.received(count)
+    return count
+
+
 def test_a_large_announcement_holds_memory_for_what_arrived_only():
     protocol = ours(max_size=64 * EAGER_PAYLOAD)
-    frame_head = encode_frame(BINARY, b"")[:1] + bytes([0x80 | 127]) + (64 * EAGER_PAYLOAD).to_bytes(8, "big")
-    protocol.receive_data(frame_head + os.urandom(4))  # header and mask, no payload yet
+    protocol.receive_data(announcement(64 * EAGER_PAYLOAD))
     assert len(protocol.receive_buffer()) == EAGER_PAYLOAD
     received = 0
     for _ in range(4):
-        buffer = protocol.receive_buffer()
-        capacity = received + len(buffer)
+        capacity = received + len(protocol.receive_buffer())
         assert capacity <= max(EAGER_PAYLOAD, 2 * received)
-        buffer[:] = os.urandom(len(buffer))
-        count = len(buffer)
-        del buffer
-        protocol.received(count)
-        received += count
+        received += fill(protocol)
     assert received == 8 * EAGER_PAYLOAD and protocol.events_received() == []
+
+
+def test_stalled_headers_cost_the_budget_once_then_a_little_each():
+    memory = ReadMemory()
+    stalled = [ours(max_size=16 * EAGER_PAYLOAD, memory=memory) for _ in range(100)]
+    for protocol in stalled:
+        protocol.receive_data(announcement(16 * EAGER_PAYLOAD))
+    held = sum(len(protocol.reader._payload) for protocol in stalled)
+    assert held == memory.ahead <= AHEAD_BUDGET + 100 * MIN_PAYLOAD_BUFFER
+    # a connection that sends its bytes still gets its message, growing with what arrives
+    late = ours(max_size=16 * EAGER_PAYLOAD, memory=memory)
+    payload = os.urandom(3 * EAGER_PAYLOAD)
+    late.receive_data(encode_frame(BINARY, payload))
+    assert [bytes(e.data) for e in late.events_received()] == [payload]
+    for protocol in stalled:  # they leave: the budget is free again
+        protocol.receive_eof()
+    assert memory.ahead == 0
 
 
 def test_a_failed_connection_drops_the_payload_in_progress():
@@ -173,19 +222,22 @@ def test_a_failed_connection_drops_the_payload_in_progress():
     data = encode_frame(BINARY, os.urandom(EAGER_PAYLOAD))
     protocol.receive_data(data[:LARGE_PAYLOAD])
     assert protocol.reader._payload is not None
+    old_parser = protocol.parser  # even while something still holds the parser that was reading
     protocol.fail(1011, "keepalive ping timeout")
-    assert protocol.reader._payload is None
+    assert protocol.reader._payload is None and protocol.reader._memory.ahead == 0
+    assert len(protocol.receive_buffer()) > 0
+    del old_parser
     protocol.receive_data(data[LARGE_PAYLOAD:])  # discarded, as the library does after failing
     assert protocol.events_received() == []
     assert protocol.state is not State.OPEN
 
 
 def test_small_bytes_go_through_the_one_scratch_buffer():
-    scratch = memoryview(bytearray(64))
-    protocol = ServerFrames(None, LOGGER, scratch)
+    memory = ReadMemory(64)
+    protocol = ours(memory=memory)
     data = encode_frame(TEXT, b"hello")
     buffer = protocol.receive_buffer()
-    assert buffer.obj is scratch.obj
+    assert buffer.obj is memory.scratch.obj
     buffer[: len(data)] = data
     protocol.received(len(data))
     assert [bytes(e.data) for e in protocol.events_received()] == [b"hello"]
