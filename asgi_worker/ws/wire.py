@@ -13,13 +13,13 @@ Rules:
   event loop reads straight into it (``asyncio.BufferedProtocol``: ``receive_buffer`` then
   ``received``). Everything else lands in one shared scratch buffer (``ReadMemory``) and is
   appended to the library's buffer, as before.
-- Memory follows the bytes. A header may announce up to ``--ws-max-size``; its payload's buffer is
-  allocated whole up to ``EAGER_PAYLOAD`` (so a 1 MiB message never regrows) only while all the
-  server's WebSockets together hold less than ``AHEAD_BUDGET`` bytes that have not arrived yet.
-  Otherwise, and past ``EAGER_PAYLOAD``, a buffer starts at twice what has arrived (at least
-  ``MIN_PAYLOAD_BUFFER``) and doubles when full. So peers that send headers and stall cost us
-  ``AHEAD_BUDGET`` once, then ``MIN_PAYLOAD_BUFFER`` each, and never more than twice what they
-  sent (three times for the instant of a regrow, old and new buffer together).
+- Memory follows the bytes. A header may announce up to ``--ws-max-size``. While all the server's
+  WebSockets together hold less than ``AHEAD_BUDGET`` bytes for payloads still to arrive, a
+  payload's buffer starts at up to ``EAGER_PAYLOAD`` (a 1 MiB message never regrows); otherwise at
+  twice what has arrived (at least ``MIN_PAYLOAD_BUFFER``). Either way a full buffer doubles. So
+  peers that send headers and stall cost ``AHEAD_BUDGET`` once, then ``MIN_PAYLOAD_BUFFER`` each;
+  beyond that no peer makes us hold more than twice what it sent (three times for the instant of
+  a regrow, old and new buffer together).
 - When the library stops parsing (a failed or closed connection: ``discard()``), a payload in
   progress is dropped at once.
 - Sending: a large frame without extensions leaves as two chunks, our header and the app's own
@@ -50,9 +50,9 @@ __all__ = [
 # out of the shared buffer is cheaper than a buffer of their own. Also the 64-bit-length threshold
 # of RFC 6455 5.2, so every frame we serialise ourselves has the same header form.
 LARGE_PAYLOAD = 65536
-# Bytes of a payload's buffer allocated before its bytes arrive (then doubled as it fills): a
-# message up to 1 MiB arrives without a regrow (each one copies what came so far), and a header
-# alone can make us hold no more than this; 16 MiB (uvicorn's --ws-max-size) would be 16 times that.
+# Bytes of a payload's buffer allocated before its bytes arrive, within AHEAD_BUDGET (then doubled
+# as it fills): a message up to 1 MiB arrives without a regrow, each of which copies what came so
+# far. Allocating the announced size whole would let a header reserve --ws-max-size (16 MiB).
 EAGER_PAYLOAD = 1 << 20
 
 # Bytes all of one server's WebSockets may hold, together, for payloads not yet arrived: 32 large
