@@ -11,7 +11,8 @@ Rules (uvicorn's ``--proxy-headers`` / ``--forwarded-allow-ips``, plus RFC 7239 
   absent) and its ``proto`` the scheme; ``host`` and ``by`` are only syntax-checked.
 - A chosen ``for`` that is ``unknown``, obfuscated, absent or not an address makes ``client`` None:
   the proxy does not know or will not tell, and the proxy's own address would make every hidden
-  client look like one host to rate limits and allow-lists.
+  client look like one host to rate limits and allow-lists. An ``X-Forwarded-For`` hop of
+  ``unknown`` (Squid's word for the same) does too; any other hop is passed on as uvicorn does.
 - A malformed ``Forwarded`` (bad token, quoting or pair syntax, a repeated parameter) makes the
   request keep its peer's address and scheme: no header is believed, since falling back to
   ``X-Forwarded-*`` would let a client behind a Forwarded-only proxy choose. An empty one is
@@ -145,7 +146,7 @@ def apply_proxy_headers(
             while index > 0 and trust.trusts(host):
                 index -= 1  # a proxy we trust added this hop: the client is further left
                 host, port = _hop_address(hops[index])
-            client = (host, port)
+            client = None if host.lower() == "unknown" else (host, port)
     return client, scheme
 
 
