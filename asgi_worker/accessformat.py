@@ -14,7 +14,8 @@ Rules:
   ``<pid>``, ``T``/``M``/``D`` are whole seconds/milliseconds/microseconds (truncated), ``L`` is
   seconds with six decimals, and the last of repeated headers wins. ``b`` is ``-`` for an empty body
   (Apache's CLF ``%b``). ``{name}e`` is read once, when the format is compiled.
-- Every request-derived value (and response header) has control characters escaped (``\\xNN``).
+- Every request-derived value (and response header) has control characters escaped (``\\xNN``),
+  and ``"`` and ``\\`` backslash-escaped (Apache's rule): a user agent cannot close its quotes.
 - A formatted line is written as it is: no level prefix, no colors (gunicorn's lines, for parsers).
   Under ``--log-format json`` it is the ``message`` of the JSON object.
 """
@@ -31,7 +32,7 @@ from typing import Any, Protocol
 
 from asgi_worker.errors import ConfigError
 from asgi_worker.jsonlog import iso_time, json_string
-from asgi_worker.logs import escape_controls, peer_text, status_text
+from asgi_worker.logs import escape_field, peer_text, status_text
 
 __all__ = ["ATOMS", "AccessEntry", "CompletedCycle", "Render", "clf_time", "compile_access_format"]
 
@@ -102,11 +103,11 @@ def clf_time(wall: float) -> str:
 
 
 def _host(client: Any) -> str:
-    return escape_controls(client[0]) if client else "-"
+    return escape_field(client[0]) if client else "-"
 
 
 def _text(value: bytes | None) -> str:
-    return "-" if value is None else escape_controls(value.decode("latin-1"))
+    return "-" if value is None else escape_field(value.decode("latin-1"))
 
 
 def _user(authorization: bytes | None) -> str:
@@ -118,7 +119,7 @@ def _user(authorization: bytes | None) -> str:
     except (binascii.Error, ValueError):
         return "-"
     user = decoded.partition(b":")[0].decode("utf-8", "backslashreplace")
-    return escape_controls(user) if user else "-"
+    return escape_field(user) if user else "-"
 
 
 def _target(scope: dict[str, Any]) -> str:
@@ -128,7 +129,7 @@ def _target(scope: dict[str, Any]) -> str:
 
 
 def _request_line(scope: dict[str, Any]) -> str:
-    return escape_controls(f"{scope['method']} {_target(scope)} HTTP/{scope['http_version']}")
+    return escape_field(f"{scope['method']} {_target(scope)} HTTP/{scope['http_version']}")
 
 
 def _pick_lower(headers: Any, wanted: frozenset[bytes]) -> dict[bytes, bytes]:
@@ -139,7 +140,7 @@ def _environ(name: str) -> str:
     value = os.environ.get(name)
     if value is None:  # gunicorn matches these names case-insensitively
         value = next((v for k, v in os.environ.items() if k.lower() == name.lower()), None)
-    return "-" if value is None else escape_controls(value)
+    return "-" if value is None else escape_field(value)
 
 
 def compile_access_format(fmt: str) -> Render:
@@ -214,7 +215,7 @@ def _generate(
         WANTED_OUT=frozenset(wanted_out),
         PID=f"<{os.getpid()}>",
         _clf=clf_time,
-        _esc=escape_controls,
+        _esc=escape_field,
         _host=_host,
         _text=_text,
         _user=_user,
@@ -248,7 +249,7 @@ class AccessEntry:
     def client_text(self) -> str:
         """``host:port`` of the client (escaped), or ``-``."""
         client = self.scope["client"]
-        return escape_controls(peer_text(client))
+        return escape_field(peer_text(client))
 
     def request_line(self) -> str:
         """``GET /path?query HTTP/1.1``, escaped."""

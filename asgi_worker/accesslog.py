@@ -17,8 +17,9 @@ Two paths:
   Each record carries an ``accessformat.AccessEntry`` as ``asgi_access``; the text is rendered
   lazily, over there. The default line keeps uvicorn-like args (see ``logs.AccessFormatter``).
 The path and the per-line function are chosen once, in ``start``: ``log`` is rebound, so a line
-costs no branch on settings. Request text is escaped either way: control characters become
-``\\xNN`` on text lines; JSON lines rely on JSON escaping (no log injection).
+costs no branch on settings. Request text is escaped either way: on text lines control characters
+become ``\\xNN`` and ``"``, ``\\`` get a backslash (``logs.escape_field``); JSON lines rely on JSON
+escaping (no log injection).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from asgi_worker.logs import (
     ACCESS_MESSAGE,
     DEFAULT_ACCESS_FORMAT,
     AccessFormatter,
-    escape_controls,
+    escape_field,
     level_prefix,
     peer_text,
     status_text,
@@ -163,12 +164,12 @@ class AccessLog:
     def _log_text(self, cycle: CompletedCycle, duration: float) -> None:
         scope = cycle.scope
         client = scope["client"]
-        client_text = escape_controls(peer_text(client))
+        client_text = escape_field(peer_text(client))
         query = scope["query_string"]
         target = scope["raw_path"].decode("latin-1")
         if query:
             target = f"{target}?{query.decode('latin-1')}"
-        request_line = escape_controls(f"{scope['method']} {target} HTTP/{scope['http_version']}")
+        request_line = escape_field(f"{scope['method']} {target} HTTP/{scope['http_version']}")
         lines = self._lines
         if not lines:
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]

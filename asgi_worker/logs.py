@@ -15,7 +15,9 @@ Rules:
 - A ``--log-config`` file that is missing, unreadable or rejected by ``logging.config`` is a one-line
   ``ConfigError`` naming the file: .json and .yaml/.yml go to ``dictConfig`` (YAML needs PyYAML),
   anything else to ``fileConfig`` (ini).
-- Request-derived text on a text line goes through ``escape_controls`` (no log injection).
+- Request-derived text on a text line goes through ``escape_controls`` (no log injection); on an
+  access line through ``escape_field``, which also escapes ``"`` and ``\\`` as Apache does, so a
+  quoted field (request line, user agent, referer) cannot be closed from inside it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "DefaultFormatter",
     "configure_logging",
     "escape_controls",
+    "escape_field",
     "level_prefix",
     "peer_text",
     "status_text",
@@ -80,6 +83,7 @@ LOGGING_CONFIG: dict[str, Any] = {
 }
 
 _CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_FIELD_ESCAPES = {**_CONTROL_ESCAPES, ord('"'): '\\"', ord("\\"): "\\\\"}
 
 
 def peer_text(client: tuple[str, int] | None) -> str:
@@ -94,9 +98,19 @@ def escape_controls(text: str) -> str:
     and paragraph separators, bidi overrides) becomes ``\\uNNNN``. Printable text is returned as is,
     after one C-level check.
     """
-    if text.isprintable():
+    return text if text.isprintable() else _escaped(text, _CONTROL_ESCAPES)
+
+
+def escape_field(text: str) -> str:
+    """``text`` for a field of a text access line: ``escape_controls``, plus ``"`` as ``\\"`` and
+    ``\\`` as ``\\\\`` (Apache's rule), so no field can end early and no escape can be forged."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
         return text
-    text = text.translate(_CONTROL_ESCAPES)
+    return _escaped(text, _FIELD_ESCAPES)
+
+
+def _escaped(text: str, table: dict[int, str]) -> str:
+    text = text.translate(table)
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _escape_char(c) for c in text)
@@ -214,7 +228,7 @@ class AccessFormatter(DefaultFormatter):
             if isinstance(args, tuple) and len(args) == 7:
                 client, method, target, version, status, _size, _duration = args
                 fields["client_addr"] = client
-                fields["request_line"] = escape_controls(f"{method} {target} HTTP/{version}")
+                fields["request_line"] = escape_field(f"{method} {target} HTTP/{version}")
                 fields["status_code"] = status_text(status, bool(self.use_colors))  # type: ignore[arg-type]
         return super().formatMessage(record)
 

@@ -97,7 +97,7 @@ def test_every_atom_of_a_custom_format(tmp_path):
         before = time.time()
         headers = {"x-test": "xt", "referer": "http://ref/", "user-agent": "agent/1"}
         assert get(srv, "/sleep?a=1", headers=headers, auth=("bob", "pw")).text == "hello"
-        get(srv, INJECTION, headers={"user-agent": b"ua\x9b[31m"})
+        get(srv, INJECTION, headers={"user-agent": b'ua\x9b[31m"q'})
     assert srv.returncode == 0
     first, second = srv.stdout.splitlines()
     fields = first.split("|")
@@ -147,7 +147,7 @@ def test_every_atom_of_a_custom_format(tmp_path):
     assert int(secs) == int(us) // 1_000_000 and int(ms) == int(us) // 1000
     # Request-derived text is escaped: the decoded path, the query, the user agent.
     assert_no_raw_controls(srv.stdout)
-    assert "|/\\x1b[31mred\\x0d\\x0aINFO:     forged|" in second and "|ua\\x9b[31m|" in second
+    assert "|/\\x1b[31mred\\x0d\\x0aINFO:     forged|" in second and '|ua\\x9b[31m\\"q|' in second
 
 
 def test_json_error_and_access_lines(tmp_path):

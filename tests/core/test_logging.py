@@ -28,6 +28,7 @@ from asgi_worker.logs import (
     DefaultFormatter,
     configure_logging,
     escape_controls,
+    escape_field,
 )
 from tests.conftest import run_server
 from tests.timing import TIMEOUT
@@ -192,6 +193,29 @@ def test_atom_table_is_gunicorns():
 )
 def test_escape_controls(raw, escaped):
     assert escape_controls(raw) == escaped
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("Mozilla/5.0", "Mozilla/5.0"),
+        ('x" 200 0 "-" "forged', 'x\\" 200 0 \\"-\\" \\"forged'),
+        ("C:\\x0a", "C:\\\\x0a"),  # a literal backslash cannot pass for one of our escapes
+        ('\x1b"', '\\x1b\\"'),
+        ("\u2028\\", "\\u2028\\\\"),
+    ],
+)
+def test_escape_field(raw, escaped):
+    assert escape_field(raw) == escaped
+
+
+def test_a_quote_in_a_header_cannot_add_fields_to_a_gunicorn_line():
+    render = compile_access_format('"%(r)s" %(s)s "%(f)s" "%(a)s"')
+    agent = b'evil" 500 "http://forged" "x'
+    line = render(fake_cycle(headers=[(b"user-agent", agent), (b"referer", b"\\")]), 0.0, 0.0)
+    fields = re.findall(r'"((?:[^"\\]|\\.)*)"', line)  # an Apache-style quoted-field reader
+    assert len(fields) == 3
+    assert fields[1] == "\\\\" and fields[2] == 'evil\\" 500 \\"http://forged\\" \\"x'
 
 
 def test_request_values_are_escaped_in_the_custom_format():
