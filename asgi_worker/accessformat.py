@@ -11,7 +11,8 @@ Rules:
   ``s`` (or ``d`` for the numeric atoms s, B, T, M, D) or a stray ``%`` is a ``ConfigError`` at
   startup, not a ``-`` on every line: a typo should stop the deploy, not blank a column for months.
 - As in gunicorn: ``t`` is ``[10/Oct/2000:13:55:36 -0700]`` (local time, cached per second), ``p`` is
-  ``<pid>``, ``T``/``M``/``D`` are whole seconds/milliseconds/microseconds (truncated), ``L`` is
+  ``<pid>``, ``T``/``M``/``D`` are whole seconds/milliseconds/microseconds (truncated; timed with
+  ``perf_counter``, not the loop clock, which uvloop keeps in milliseconds), ``L`` is
   seconds with six decimals, and the last of repeated headers wins. ``b`` is ``-`` for an empty body
   (Apache's CLF ``%b``). ``{name}e`` is read once, when the format is compiled.
 - Every request-derived value (and response header) has control characters escaped (``\\xNN``),

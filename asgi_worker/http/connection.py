@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
 from asgi_worker.errors import RequestError
@@ -172,7 +173,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         """The last byte of ``cycle``'s response is written: log it, then serve the next request or close."""
         ctx = self._ctx
         if ctx.access_log.enabled:
-            ctx.access_log.log(cycle, ctx.loop.time() - cycle.start_time)
+            ctx.access_log.log(cycle, perf_counter() - cycle.start_time)
         if cycle is not self._current:
             return
         self._current = None
@@ -220,7 +221,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             build_http_scope(head, self._facts),
             head.keep_alive,
             head.expect_continue,
-            ctx.loop.time() if ctx.access_log.enabled else 0.0,
+            perf_counter() if ctx.access_log.enabled else 0.0,  # not loop.time(): ms under uvloop
         )
         self._receiving = cycle
         if self._current is None and not self._pending:
