@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 
 from asgi_worker.errors import AppProtocolError
-from asgi_worker.http.headers import TOKEN_CHARS
+from asgi_worker.http.headers import is_safe_value, is_token
 
 __all__ = [
     "CHUNKED",
@@ -101,13 +101,7 @@ def plan_response(
     content_length = -1
     has_server = has_date = chunked = False
     for name, value in headers:
-        if (
-            not name
-            or name.translate(None, TOKEN_CHARS)
-            or b"\r" in value
-            or b"\n" in value
-            or b"\0" in value
-        ):
+        if not (is_token(name) and is_safe_value(value)):
             raise AppProtocolError(f"invalid response header {name!r}: {value!r}")
         if len(name) in _SPECIAL_LENGTHS:
             lname = name.lower()
@@ -129,38 +123,48 @@ def plan_response(
                 has_date = True
         parts += (name, b": ", value, b"\r\n")
     parts[1] = defaults.block if not (has_server or has_date) else defaults.without(has_server, has_date)
-
     if status < 200 or status == 204 or status == 304:
         framing = NO_BODY
-    elif content_length >= 0:
-        framing = CONTENT_LENGTH
-    elif chunked:
-        framing = CHUNKED
-        if http10:
-            raise AppProtocolError("transfer-encoding: chunked in a response to HTTP/1.0")
-    elif body_length is not None:
-        framing = CONTENT_LENGTH
-        content_length = body_length
-        parts.append(
-            _CONTENT_LENGTH_LINES[body_length]
-            if body_length < _CACHED_LENGTHS
-            else b"content-length: %d\r\n" % body_length
-        )
-    elif http10:
-        framing = CLOSE_DELIMITED
-        keep_alive = False
     else:
-        framing = CHUNKED
-        parts.append(b"transfer-encoding: chunked\r\n")
+        framing, content_length, keep_alive = _frame_body(
+            parts, content_length, chunked, body_length, http10, keep_alive
+        )
     if not keep_alive:
         parts.append(b"connection: close\r\n\r\n")
     elif http10:
         parts.append(b"connection: keep-alive\r\n\r\n")
     else:
         parts.append(b"\r\n")
-    if head_only:
-        framing = NO_BODY
-    return ResponsePlan(b"".join(parts), framing, content_length, keep_alive)
+    return ResponsePlan(b"".join(parts), NO_BODY if head_only else framing, content_length, keep_alive)
+
+
+def _frame_body(
+    parts: list[bytes],
+    content_length: int,
+    chunked: bool,
+    body_length: int | None,
+    http10: bool,
+    keep_alive: bool,
+) -> tuple[int, int, bool]:
+    """``(framing, content length, keep-alive)`` for a response that may have a body; appends the
+    framing header we add, if any, to ``parts``."""
+    if content_length >= 0:
+        return CONTENT_LENGTH, content_length, keep_alive
+    if chunked:
+        if http10:
+            raise AppProtocolError("transfer-encoding: chunked in a response to HTTP/1.0")
+        return CHUNKED, content_length, keep_alive
+    if body_length is not None:
+        parts.append(
+            _CONTENT_LENGTH_LINES[body_length]
+            if body_length < _CACHED_LENGTHS
+            else b"content-length: %d\r\n" % body_length
+        )
+        return CONTENT_LENGTH, body_length, keep_alive
+    if http10:
+        return CLOSE_DELIMITED, content_length, False
+    parts.append(b"transfer-encoding: chunked\r\n")
+    return CHUNKED, content_length, keep_alive
 
 
 def encode_chunk(data: bytes) -> bytes:

@@ -24,7 +24,7 @@ from websockets.server import ServerProtocol
 
 from asgi_worker.errors import AppProtocolError
 from asgi_worker.http.events import RequestHead
-from asgi_worker.http.headers import TOKEN_CHARS
+from asgi_worker.http.headers import is_safe_value, is_token
 from asgi_worker.http.response import DefaultHeaderBlock
 
 __all__ = ["Handshake", "protocol_logger"]
@@ -93,7 +93,7 @@ class Handshake:
             lines.append(b"sec-websocket-protocol: %b\r\n" % _header_value(subprotocol.encode("latin-1")))
         has_server = has_date = False
         for name, value in headers or ():
-            if not name or name.translate(None, TOKEN_CHARS):
+            if not is_token(name):
                 raise AppProtocolError(f"invalid response header {name!r}: {value!r}")
             lowered = name.lower()
             has_server = has_server or lowered == b"server"
@@ -107,6 +107,6 @@ class Handshake:
 
 
 def _header_value(value: bytes) -> bytes:
-    if b"\r" in value or b"\n" in value or b"\0" in value:
+    if not is_safe_value(value):
         raise AppProtocolError(f"invalid response header value {value!r}")
     return value
