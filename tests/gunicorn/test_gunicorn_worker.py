@@ -33,6 +33,7 @@ def raw_request(port: int, data: bytes) -> bytes:
 @pytest.mark.parametrize("worker", ["asgi_worker.Worker", "asgi_worker.H11Worker"])
 def test_serves_with_both_worker_classes(worker):
     with gunicorn("--workers", "2", worker=worker) as g:
+        g.wait_for("Booting worker", count=2)  # the harness waits for the first one only
         pids = {p.pid for p in g.workers()}
         seen = {g.get()["pid"] for _ in range(30)}
         assert seen <= pids and seen
@@ -196,7 +197,9 @@ def test_quick_stop_does_not_wait_for_graceful_timeout(tmp_path, sig):
 
 def test_worker_exits_when_the_arbiter_dies():
     with gunicorn("--workers", "2") as g:
+        g.wait_for("Booting worker", count=2)
         workers = g.workers()
+        assert len(workers) == 2
         os.kill(g.proc.pid, signal.SIGKILL)
         g.proc.wait(TIMEOUT)
         _gone, alive = psutil.wait_procs(workers, timeout=TIMEOUT)
