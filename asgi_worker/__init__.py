@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
 from asgi_worker.config import Config
 from asgi_worker.server import Server, run
+from asgi_worker.version import __version__
 
 __all__ = ["Config", "H11Worker", "Server", "Worker", "__version__", "run"]
 

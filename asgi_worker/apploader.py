@@ -16,7 +16,7 @@ from typing import Any
 from asgi_worker.adapters import asgi2_to_asgi3
 from asgi_worker.errors import AppLoadError
 from asgi_worker.types import ASGIApp
-from asgi_worker.wsgi import WSGIAdapter
+from asgi_worker.wsgi import WSGI_THREADS, WSGIAdapter
 
 __all__ = ["INTERFACES", "import_from_string", "load_app", "resolve_interface"]
 
@@ -64,10 +64,13 @@ def _takes_three(call: Any) -> bool:
         return False
 
 
-def load_app(target: Any, factory: bool, interface: str, app_dir: str | None) -> ASGIApp:
+def load_app(
+    target: Any, factory: bool, interface: str, app_dir: str | None, *, wsgi_threads: int = WSGI_THREADS
+) -> ASGIApp:
     """Import (and with ``factory`` call) the app, then wrap it as an ASGI 3 callable.
 
-    ``interface="wsgi"`` wraps it in a ``WSGIAdapter`` (one thread pool per loaded app).
+    ``interface="wsgi"`` wraps it in a ``WSGIAdapter`` (one pool of ``wsgi_threads`` threads per
+    loaded app); other interfaces ignore ``wsgi_threads``.
 
     ``app_dir`` goes first on ``sys.path`` ("" is the working directory, as with uvicorn); None adds nothing.
     """
@@ -85,5 +88,5 @@ def load_app(target: Any, factory: bool, interface: str, app_dir: str | None) ->
         raise AppLoadError(f"the application {target!r} is not callable (got {type(app).__name__})")
     kind = resolve_interface(app, interface)
     if kind == "wsgi":
-        return WSGIAdapter(app)
+        return WSGIAdapter(app, wsgi_threads)
     return asgi2_to_asgi3(app) if kind == "asgi2" else app

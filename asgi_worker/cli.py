@@ -13,10 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from asgi_worker import __version__
+from asgi_worker.config import OPTIONS
 from asgi_worker.errors import AppLoadError, ConfigError
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK, USAGE_ERROR
-from asgi_worker.options import OPTIONS, Option, env_name
+from asgi_worker.options import Option, env_name
+from asgi_worker.version import __version__
 
 __all__ = ["build_parser", "fail", "main", "options_from_environment", "parse_config_kwargs"]
 

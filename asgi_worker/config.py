@@ -1,20 +1,22 @@
-"""``Config``: the settings of one server, stored and validated; nothing happens until ``load()``.
+"""``Config``: the settings of one server, each declared once; nothing happens until ``load()``.
 
-Modelled on uvicorn's ``Config`` (same parameter names and defaults where uvicorn has them). The
-constructor only stores and checks values, raising ``ConfigError`` naming the setting; ``load()``
-configures logging and imports the app, in that order, and derives what the hot path reads.
+Modelled on uvicorn's ``Config`` (same keyword names and defaults where uvicorn has them). Every
+setting is one field below: ``setting(default, help, ...)`` also gives its command-line flag, its
+environment variable, its choices and bounds (``options.py``), so ``cli.py`` and the validation in
+``__post_init__`` read the same declaration. The constructor only stores and checks values, raising
+``ConfigError`` naming the setting; ``load()`` configures logging and imports the app, in that order,
+and resolves what the serving code reads (parser class, TLS context, WebSocket support).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from asgi_worker.accessformat import compile_access_format
 from asgi_worker.envfile import load_env_file
 from asgi_worker.errors import ConfigError
 from asgi_worker.http.limits import (
@@ -24,189 +26,275 @@ from asgi_worker.http.limits import (
     DEFAULT_LIMIT_REQUEST_LINE,
     HeadLimits,
 )
-from asgi_worker.logs import LOG_LEVELS, LOGGING_CONFIG, configure_logging
+from asgi_worker.log import LOG_LEVELS, LOGGING_CONFIG, compile_access_format, configure_logging
 from asgi_worker.options import (
-    DEFAULT_SSL_CERT_REQS,
-    DEFAULT_SSL_VERSION,
-    DEFAULT_TIMEOUT_LIFESPAN,
-    DEFAULT_TIMEOUT_REQUEST_HEADER,
-    DEFAULT_TIMEOUT_TLS_HANDSHAKE,
-    DEFAULT_UDS_MODE,
-    DEFAULT_WS_MAX_QUEUE,
-    DEFAULT_WS_MAX_SIZE,
-    DEFAULT_WS_PING_INTERVAL,
-    DEFAULT_WS_PING_TIMEOUT,
+    HttpName,
+    InterfaceName,
+    LifespanName,
+    LogFormatName,
+    LoopName,
+    Option,
+    WsName,
+    check_settings,
+    octal,
+    options_of,
+    setting,
+    truthy,
 )
-from asgi_worker.tls import create_ssl_context
+from asgi_worker.tls import TlsSettings, create_ssl_context
 from asgi_worker.types import ASGIApp
 
-__all__ = ["Config"]
+__all__ = ["OPTIONS", "Config"]
 
-_CHOICES = {
-    "loop": ("auto", "asyncio", "uvloop"),
-    "http": ("auto", "h11", "httptools"),
-    "ws": ("auto", "websockets", "none"),
-    "lifespan": ("auto", "on", "off"),
-    "interface": ("auto", "asgi3", "asgi2", "wsgi"),
-    "log_format": ("text", "json"),
-}
+# A head that has started must be complete within this many seconds, and a new connection must
+# start one. Apache's mod_reqtimeout allows 20-40 s for the header, nginx's client_header_timeout
+# is 60 s; browsers send a whole head in one packet, so 20 s is generous and still stops slowloris.
+DEFAULT_TIMEOUT_REQUEST_HEADER = 20.0
+# hypercorn bounds lifespan startup and shutdown at 60 s each; uvicorn does not bound them at all.
+DEFAULT_TIMEOUT_LIFESPAN = 60.0
+# A TLS handshake must finish within this many seconds. asyncio's default is 60 s, which lets a
+# client that opens connections and never says hello hold each one for a minute; nginx gives the
+# whole client header 60 s, Apache's mod_reqtimeout gives the handshake 5 s. A real client needs
+# one or two round trips.
+DEFAULT_TIMEOUT_TLS_HANDSHAKE = 10.0
+# ssl.PROTOCOL_TLS_SERVER and ssl.CERT_NONE, the values uvicorn's --ssl-version/--ssl-cert-reqs
+# default to; numbers here so that declaring them does not need ssl.
+DEFAULT_SSL_VERSION = 17
+DEFAULT_SSL_CERT_REQS = 0
+# A UNIX socket anyone on the host may connect to, as uvicorn leaves it (it chmods to 0o666).
+DEFAULT_UDS_MODE = 0o666
 
 
+# WebSocket defaults are uvicorn's (which took them from the websockets library): 16 MiB per
+# message, 32 messages queued for a slow app, a ping every 20 s answered within 20 s.
+DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
+DEFAULT_WS_MAX_QUEUE = 32
+DEFAULT_WS_PING_INTERVAL = 20.0
+DEFAULT_WS_PING_TIMEOUT = 20.0
+
+# Threads that run a WSGI app's calls, per process: the pool size uvicorn's WSGI middleware used.
+DEFAULT_WSGI_THREADS = 10
+
+
+@dataclass(eq=False)
 class Config:
     """Settings for one server process. Pass it to ``Server``; call ``load()`` before serving."""
 
-    def __init__(
-        self,
-        app: ASGIApp | Callable[..., Any] | str,
-        host: str = "127.0.0.1",
-        port: int = 8000,
-        uds: str | None = None,
-        uds_mode: int = DEFAULT_UDS_MODE,
-        fd: int | None = None,
-        loop: str = "auto",
-        http: str = "auto",
-        ws: str = "auto",
-        ws_max_size: int = DEFAULT_WS_MAX_SIZE,
-        ws_max_queue: int = DEFAULT_WS_MAX_QUEUE,
-        ws_ping_interval: float | None = DEFAULT_WS_PING_INTERVAL,
-        ws_ping_timeout: float | None = DEFAULT_WS_PING_TIMEOUT,
-        ws_per_message_deflate: bool = True,
-        lifespan: str = "auto",
-        interface: str = "auto",
-        env_file: str | os.PathLike[str] | None = None,
-        log_config: dict[str, Any] | str | None = LOGGING_CONFIG,
-        log_level: str | int | None = None,
-        access_log: bool = True,
-        access_log_format: str | None = None,
-        log_format: str = "text",
-        use_colors: bool | None = None,
-        proxy_headers: bool = True,
-        forwarded_allow_ips: list[str] | str | None = None,
-        ssl_keyfile: str | os.PathLike[str] | None = None,
-        ssl_certfile: str | os.PathLike[str] | None = None,
-        ssl_keyfile_password: str | None = None,
-        ssl_version: int = DEFAULT_SSL_VERSION,
-        ssl_cert_reqs: int = DEFAULT_SSL_CERT_REQS,
-        ssl_ca_certs: str | None = None,
-        ssl_ciphers: str = "TLSv1",
-        ssl_context_factory: Callable[[], ssl.SSLContext] | None = None,
-        secure_scheme_headers: dict[str, str] | None = None,
-        timeout_tls_handshake: float = DEFAULT_TIMEOUT_TLS_HANDSHAKE,
-        server_header: bool = True,
-        date_header: bool = True,
-        root_path: str = "",
-        limit_concurrency: int | None = None,
-        backlog: int = 2048,
-        limit_max_requests: int | None = None,
-        limit_max_requests_jitter: int = 0,
-        timeout_keep_alive: float = 5,
-        timeout_graceful_shutdown: float | None = None,
-        timeout_request_header: float = DEFAULT_TIMEOUT_REQUEST_HEADER,
-        timeout_lifespan_startup: float = DEFAULT_TIMEOUT_LIFESPAN,
-        timeout_lifespan_shutdown: float = DEFAULT_TIMEOUT_LIFESPAN,
-        headers: Sequence[tuple[str, str]] | None = None,
-        factory: bool = False,
-        app_dir: str | None = "",
-        h11_max_incomplete_event_size: int | None = None,
-        limit_request_line: int = DEFAULT_LIMIT_REQUEST_LINE,
-        limit_request_fields: int = DEFAULT_LIMIT_REQUEST_FIELDS,
-        limit_request_field_size: int = DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
-        workers: int | None = None,
-    ) -> None:
-        self.app = app
-        self.host = host
-        self.port = _int("port", port, 0, 65535)
-        self.uds = uds
-        self.uds_mode = _int("uds_mode", uds_mode, 0, 0o7777)
-        self.fd = None if fd is None else _int("fd", fd, 0)
-        self.loop = _choice("loop", loop)
-        self.http = _choice("http", http)
-        self.ws = _choice("ws", ws)
-        self.ws_max_size = _int("ws_max_size", ws_max_size, 1)
-        self.ws_max_queue = _int("ws_max_queue", ws_max_queue, 1)
-        self.ws_ping_interval = _seconds("ws_ping_interval", ws_ping_interval or 0)
-        self.ws_ping_timeout = _seconds("ws_ping_timeout", ws_ping_timeout or 0)
-        self.ws_per_message_deflate = bool(ws_per_message_deflate)
-        self.lifespan = _choice("lifespan", lifespan)
-        self.interface = _choice("interface", interface)
-        self.env_file = env_file
-        self.log_config = log_config
-        if isinstance(log_level, str) and log_level not in LOG_LEVELS:
-            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
-        self.log_level = log_level
-        self.access_log = access_log
-        if access_log_format:
-            compile_access_format(access_log_format)  # a bad atom is a ConfigError now, not after binding
-        self.access_log_format = access_log_format
-        self.log_format = _choice("log_format", log_format)
-        self.use_colors = use_colors
-        self.proxy_headers = proxy_headers
-        if forwarded_allow_ips is None:  # uvicorn reads the variable here too
-            forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-        self.forwarded_allow_ips = forwarded_allow_ips
-        self.ssl_keyfile = ssl_keyfile
-        self.ssl_certfile = ssl_certfile
-        self.ssl_keyfile_password = ssl_keyfile_password
-        self.ssl_version = _int("ssl_version", ssl_version, 0)
-        self.ssl_cert_reqs = _int("ssl_cert_reqs", ssl_cert_reqs, 0, 2)
-        self.ssl_ca_certs = ssl_ca_certs
-        self.ssl_ciphers = ssl_ciphers
-        self.ssl_context_factory = ssl_context_factory
-        self.secure_scheme_headers = dict(secure_scheme_headers or {})  # gunicorn's setting (its worker)
-        if ssl_keyfile and not ssl_certfile:
+    app: ASGIApp | Callable[..., Any] | str
+    host: str = setting("127.0.0.1", "Bind socket to this host.")
+    port: int = setting(8000, "Bind socket to this port. If 0, an available port is picked.", high=65535)
+    uds: str | None = setting(None, "Bind to a UNIX domain socket.")
+    uds_mode: int = setting(
+        DEFAULT_UDS_MODE,
+        "Permissions of the --uds socket file, in octal. [default: 666]",
+        parse=octal,
+        high=0o7777,
+        metavar="MODE",
+    )
+    fd: int | None = setting(None, "Bind to socket from this file descriptor.")
+    loop: LoopName = setting("auto", "Event loop implementation.")
+    http: HttpName = setting("auto", "HTTP parser implementation.")
+    ws: WsName = setting(
+        "auto", "WebSocket implementation: websockets, or none to serve upgrade requests as plain HTTP."
+    )
+    ws_max_size: int = setting(
+        DEFAULT_WS_MAX_SIZE, "WebSocket max size message in bytes; a bigger message closes with 1009.", low=1
+    )
+    ws_max_queue: int = setting(
+        DEFAULT_WS_MAX_QUEUE,
+        "The maximum length of the WebSocket message queue; past it the connection stops reading.",
+        low=1,
+    )
+    ws_ping_interval: float | None = setting(
+        DEFAULT_WS_PING_INTERVAL, "WebSocket ping interval in seconds (0: no pings)."
+    )
+    ws_ping_timeout: float | None = setting(
+        DEFAULT_WS_PING_TIMEOUT,
+        "WebSocket ping timeout in seconds; an unanswered ping closes with 1011 (0: wait forever).",
+    )
+    ws_per_message_deflate: bool = setting(
+        True, "WebSocket per-message-deflate compression.", parse=truthy, kind="value"
+    )
+    lifespan: LifespanName = setting("auto", "Lifespan implementation.")
+    interface: InterfaceName = setting("auto", "Select ASGI3, ASGI2 or WSGI as the application interface.")
+    wsgi_threads: int = setting(
+        DEFAULT_WSGI_THREADS,
+        "Threads that run a WSGI app's calls in each process (--interface wsgi).",
+        low=1,
+    )
+    env_file: str | os.PathLike[str] | None = setting(
+        None,
+        "Environment configuration file (KEY=VALUE lines), loaded before the app is imported.",
+        metavar="PATH",
+    )
+    log_config: dict[str, Any] | str | None = setting(
+        LOGGING_CONFIG, "Logging configuration file (.json, .yaml or .ini)."
+    )
+    log_level: str | int | None = setting(None, "Log level. [default: info]", choices=tuple(LOG_LEVELS))
+    access_log: bool = setting(True, "Enable/Disable access log.")
+    access_log_format: str | None = setting(
+        None,
+        "Access log line in gunicorn's atoms, e.g. '%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s'.",
+        metavar="FORMAT",
+    )
+    log_format: LogFormatName = setting(
+        "text", "Error and access log lines as text or as one JSON object per line."
+    )
+    use_colors: bool | None = setting(
+        None, "Enable/Disable colorized logging. [default: when stderr is a terminal]"
+    )
+    proxy_headers: bool = setting(
+        True, "Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and remote address."
+    )
+    forwarded_allow_ips: list[str] | str | None = setting(
+        None,
+        "Comma-separated IPs, networks or literals trusted with proxy headers; '*' trusts all. "
+        "[default: 127.0.0.1,::1]",
+        env="FORWARDED_ALLOW_IPS",
+    )
+    ssl_keyfile: str | os.PathLike[str] | None = setting(None, "SSL key file.", metavar="PATH")
+    ssl_certfile: str | os.PathLike[str] | None = setting(None, "SSL certificate file.", metavar="PATH")
+    ssl_keyfile_password: str | None = setting(None, "SSL keyfile password.")
+    ssl_version: int = setting(
+        DEFAULT_SSL_VERSION,
+        "SSL version to use (see stdlib ssl module's). [default: 17, PROTOCOL_TLS_SERVER]",
+    )
+    ssl_cert_reqs: int = setting(
+        DEFAULT_SSL_CERT_REQS,
+        "Whether client certificate is required (see stdlib ssl module's: 0 none, 1 optional, 2 required).",
+        high=2,
+    )
+    ssl_ca_certs: str | None = setting(None, "CA certificates file, to verify client certificates.")
+    ssl_ciphers: str = setting("TLSv1", "Ciphers to use (see stdlib ssl module's).")
+    ssl_context_factory: Callable[[], ssl.SSLContext] | None = setting(
+        None, "A callable returning the server's SSLContext (Python API only).", cli=False
+    )
+    secure_scheme_headers: dict[str, str] | None = setting(
+        None, "gunicorn's setting: headers a trusted proxy marks HTTPS with (its worker only).", cli=False
+    )
+    timeout_tls_handshake: float = setting(
+        DEFAULT_TIMEOUT_TLS_HANDSHAKE,
+        "Close a connection whose TLS handshake is not done within this many seconds.",
+    )
+    server_header: bool = setting(True, "Enable/Disable default Server header.")
+    date_header: bool = setting(True, "Enable/Disable default Date header.")
+    root_path: str = setting("", "Set the ASGI 'root_path' for apps mounted below a URL path.")
+    limit_concurrency: int | None = setting(
+        None,
+        "Maximum number of concurrent connections or tasks to allow, before issuing HTTP 503 responses.",
+        low=1,
+    )
+    backlog: int = setting(2048, "Maximum number of connections to hold in backlog.", low=1)
+    limit_max_requests: int | None = setting(
+        None, "Maximum number of requests to service before terminating the process.", low=1
+    )
+    limit_max_requests_jitter: int = setting(
+        0, "Maximum jitter to add to limit_max_requests, to stagger worker restarts."
+    )
+    timeout_keep_alive: float = setting(
+        5, "Close Keep-Alive connections if no new data is received within this timeout (seconds)."
+    )
+    timeout_graceful_shutdown: float | None = setting(
+        None, "Maximum number of seconds to wait for graceful shutdown."
+    )
+    timeout_request_header: float = setting(
+        DEFAULT_TIMEOUT_REQUEST_HEADER,
+        "Close a connection whose request head is not complete within this many seconds (0: never).",
+    )
+    timeout_lifespan_startup: float = setting(
+        DEFAULT_TIMEOUT_LIFESPAN,
+        "Fail startup if lifespan startup takes longer than this (seconds, 0: never).",
+    )
+    timeout_lifespan_shutdown: float = setting(
+        DEFAULT_TIMEOUT_LIFESPAN, "Abandon lifespan shutdown after this many seconds (0: never)."
+    )
+    headers: list[tuple[str, str]] | None = setting(
+        None,
+        "Specify custom default HTTP response headers as a Name:Value pair (repeatable).",
+        flag="--header",
+        metavar="NAME:VALUE",
+    )
+    factory: bool = setting(False, "Treat APP as an application factory.", kind="flag")
+    app_dir: str | None = setting(
+        "",
+        "Look for APP in the specified directory, by adding it to the PYTHONPATH. Default: the current one.",
+    )
+    h11_max_incomplete_event_size: int | None = setting(
+        None, "Maximum size of a request head in bytes, for both parsers (uvicorn's name). [default: 65536]"
+    )
+    limit_request_line: int = setting(
+        DEFAULT_LIMIT_REQUEST_LINE,
+        "Maximum size of the request target in bytes, 0 for no limit (gunicorn's name). Past it: 414.",
+    )
+    limit_request_fields: int = setting(
+        DEFAULT_LIMIT_REQUEST_FIELDS,
+        "Maximum number of request header fields, 0 for no limit (gunicorn's name). Past it: 431.",
+    )
+    limit_request_field_size: int = setting(
+        DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+        "Maximum size of one request header field, 0 for no limit (gunicorn's name). Past it: 431.",
+    )
+    workers: int | None = setting(
+        None,
+        "Number of worker processes: this command runs one; use asgi-supervise for more.",
+        env="WEB_CONCURRENCY",
+    )
+
+    # Derived in __post_init__ and load(); not keywords.
+    head_limits: HeadLimits = field(init=False, repr=False)
+    loaded: bool = field(default=False, init=False, repr=False)
+    loaded_app: ASGIApp | None = field(default=None, init=False, repr=False)
+    parser_class: Callable[[HeadLimits, bool], Any] | None = field(default=None, init=False, repr=False)
+    ssl: ssl.SSLContext | None = field(default=None, init=False, repr=False)
+    ws_enabled: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        self.ws_ping_interval = self.ws_ping_interval or 0.0
+        self.ws_ping_timeout = self.ws_ping_timeout or 0.0
+        self.ws_per_message_deflate = bool(self.ws_per_message_deflate)
+        if self.access_log_format:
+            compile_access_format(
+                self.access_log_format
+            )  # a bad atom is a ConfigError now, not after binding
+        if self.forwarded_allow_ips is None:  # uvicorn reads the variable here too
+            self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        self.secure_scheme_headers = dict(self.secure_scheme_headers or {})
+        if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile needs ssl_certfile (the certificate that goes with the key)")
-        self.timeout_tls_handshake = _seconds("timeout_tls_handshake", timeout_tls_handshake)
         if not self.timeout_tls_handshake:
             raise ConfigError("timeout_tls_handshake must be more than 0 seconds")
-        self.server_header = server_header
-        self.date_header = date_header
+        root_path = self.root_path
         if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
             raise ConfigError(f"root_path must start with '/' and not end with one, not {root_path!r}")
-        self.root_path = root_path
-        self.limit_concurrency = (
-            None if limit_concurrency is None else _int("limit_concurrency", limit_concurrency, 1)
-        )
-        self.backlog = _int("backlog", backlog, 1)
-        self.limit_max_requests = (
-            None if limit_max_requests is None else _int("limit_max_requests", limit_max_requests, 1)
-        )
-        self.limit_max_requests_jitter = _int("limit_max_requests_jitter", limit_max_requests_jitter, 0)
-        self.timeout_keep_alive = _seconds("timeout_keep_alive", timeout_keep_alive)
-        self.timeout_graceful_shutdown = (
-            None
-            if timeout_graceful_shutdown is None
-            else _seconds("timeout_graceful_shutdown", timeout_graceful_shutdown)
-        )
-        self.timeout_request_header = _seconds("timeout_request_header", timeout_request_header)
-        self.timeout_lifespan_startup = _seconds("timeout_lifespan_startup", timeout_lifespan_startup)
-        self.timeout_lifespan_shutdown = _seconds("timeout_lifespan_shutdown", timeout_lifespan_shutdown)
-        self.headers = [_header_pair(pair) for pair in headers or ()]
-        self.factory = factory
-        self.app_dir = app_dir
-        self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
+        self.headers = [_header_pair(pair) for pair in self.headers or ()]
         self.head_limits = HeadLimits(
-            request_line=_int("limit_request_line", limit_request_line, 0),
-            fields=_int("limit_request_fields", limit_request_fields, 0),
-            field_size=_int("limit_request_field_size", limit_request_field_size, 0),
+            request_line=self.limit_request_line,
+            fields=self.limit_request_fields,
+            field_size=self.limit_request_field_size,
             head=DEFAULT_LIMIT_REQUEST_HEAD
-            if h11_max_incomplete_event_size is None
-            else _int("h11_max_incomplete_event_size", h11_max_incomplete_event_size, 0),
+            if self.h11_max_incomplete_event_size is None
+            else self.h11_max_incomplete_event_size,
         )
-        self.limit_request_line = limit_request_line
-        self.limit_request_fields = limit_request_fields
-        self.limit_request_field_size = limit_request_field_size
-        self.workers = workers
-        self.loaded = False
-        self.loaded_app: ASGIApp | None = None
-        self.parser_class: Callable[[HeadLimits, bool], Any] | None = None
-        self.max_requests: int | None = None
-        self.ssl: ssl.SSLContext | None = None
-        self.ws_enabled = False
 
     @property
     def is_ssl(self) -> bool:
         """Whether this server speaks TLS (a certificate or a context factory was given)."""
         return bool(self.ssl_certfile or self.ssl_context_factory)
+
+    @property
+    def tls_settings(self) -> TlsSettings:
+        """The ``ssl_*`` settings, as ``tls.create_ssl_context`` takes them."""
+        return TlsSettings(
+            certfile=self.ssl_certfile,
+            keyfile=self.ssl_keyfile,
+            password=self.ssl_keyfile_password,
+            version=self.ssl_version,
+            cert_reqs=self.ssl_cert_reqs,
+            ca_certs=self.ssl_ca_certs,
+            ciphers=self.ssl_ciphers,
+            context_factory=self.ssl_context_factory,
+        )
 
     def configure_logging(self) -> None:
         """Apply ``log_config``, ``log_level`` and ``access_log`` to the ``asgi_worker`` loggers."""
@@ -222,19 +310,24 @@ class Config:
             load_env_file(self.env_file)
         self.configure_logging()
         if self.is_ssl:
-            self.ssl = create_ssl_context(self)
+            self.ssl = create_ssl_context(self.tls_settings)
         self.parser_class = resolve_parser(self.http)
         self.ws_enabled = resolve_ws(self.ws)
-        self.loaded_app = load_app(self.app, self.factory, self.interface, self.app_dir)
-        self.max_requests = self.limit_max_requests
-        if self.max_requests is not None and self.limit_max_requests_jitter:
-            self.max_requests += random.randint(0, self.limit_max_requests_jitter)
+        self.loaded_app = load_app(
+            self.app, self.factory, self.interface, self.app_dir, wsgi_threads=self.wsgi_threads
+        )
         self.loaded = True
 
     @property
     def encoded_headers(self) -> list[tuple[bytes, bytes]]:
         """``headers`` as lowercased-name byte pairs, the form a response carries them in."""
-        return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
+        return [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers or ()
+        ]
+
+
+# The command-line rows of every setting above, in declaration order (cli.py builds argparse from them).
+OPTIONS: tuple[Option, ...] = options_of(Config)
 
 
 def resolve_parser(http: str) -> Callable[[HeadLimits, bool], Any]:
@@ -263,30 +356,6 @@ def resolve_ws(ws: str) -> bool:
     if ws == "websockets":
         raise ConfigError("--ws websockets needs websockets: pip install 'asgi-worker[standard]'")
     return False
-
-
-def _choice(name: str, value: str) -> str:
-    if value not in _CHOICES[name]:
-        raise ConfigError(f"{name} must be one of {', '.join(_CHOICES[name])}, not {value!r}")
-    return value
-
-
-def _int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise ConfigError(f"{name} must be a whole number {bounds}, not {value!r}")
-    return value
-
-
-def _seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{name} must be a number of seconds (0 or more), not {value!r}")
-    return float(value)
 
 
 def _header_pair(pair: Any) -> tuple[str, str]:

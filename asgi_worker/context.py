@@ -1,12 +1,20 @@
-"""What every connection of one server shares, gathered once so the hot path reads attributes only."""
+"""What every connection of one server shares, built once so the hot path reads attributes only.
+
+``ServerContext`` holds the settings and shared objects; ``build_context`` makes it from a loaded
+``Config`` in one step, complete, and nothing assigns to it afterwards (it is frozen). What does
+change while serving (request count, open connections, running tasks, the drain) lives in
+``ServerState``. The HTTP side reaches the WebSocket side only through ``UpgradeHandler``, so
+``http/`` never imports ``ws/``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from asgi_worker.accesslog import AccessLog
 from asgi_worker.clock import Clock
 from asgi_worker.http.limits import HeadLimits
 from asgi_worker.http.proxy import ProxyTrust
@@ -14,14 +22,39 @@ from asgi_worker.http.response import DefaultHeaderBlock
 from asgi_worker.tls import TlsFacts
 from asgi_worker.types import ASGIApp
 
-__all__ = ["ServerContext", "ServerState"]
+if TYPE_CHECKING:
+    from asgi_worker.config import Config
+    from asgi_worker.http.events import RequestHead
+    from asgi_worker.http.scope import ConnectionFacts
+    from asgi_worker.log import AccessLog
+
+__all__ = ["ParserFactory", "ServerContext", "ServerState", "UpgradeHandler", "build_context"]
+
+SERVER_NAME = b"asgi-worker"
+
+# A parser adapter class: (head limits, serve WebSocket upgrades) -> parser.
+ParserFactory = Callable[[HeadLimits, bool], Any]
+
+
+class UpgradeHandler(Protocol):
+    """The WebSocket side, as the HTTP connection sees it (``ws.connection.WsSettings``)."""
+
+    def take_over(
+        self,
+        ctx: ServerContext,
+        transport: asyncio.Transport,
+        head: RequestHead,
+        facts: ConnectionFacts,
+        rest: bytes,
+    ) -> None:
+        """Serve the handshake ``head`` on ``transport`` from now on; ``rest`` are the bytes after it."""
 
 
 class ServerState:
     """Live counters of one server, shared with its connections (uvicorn's ``ServerState``).
 
     ``connections`` holds the open protocol instances, ``tasks`` the running app tasks,
-    ``total_requests`` counts every request started.
+    ``total_requests`` counts every request started; ``draining`` is set once a graceful stop began.
     """
 
     def __init__(self) -> None:
@@ -29,45 +62,46 @@ class ServerState:
         self.connections: set[Any] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.default_headers: list[tuple[bytes, bytes]] = []
+        self.draining = False
+        self.drained: asyncio.Event | None = None
 
 
+@dataclass(frozen=True, eq=False)
 class ServerContext:
     """Settings and shared objects the connections of one server read on every request."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        state: ServerState,
-        defaults: DefaultHeaderBlock,
-        access_log: AccessLog,
-        settings: Any,
-    ) -> None:
-        self.app = app
-        self.state = state
-        self.connections = state.connections
-        self.tasks = state.tasks
-        self.defaults = defaults
-        self.access_log = access_log
-        self.clock = Clock()
-        self.loop = asyncio.get_running_loop()
-        self.parser_class: Callable[[HeadLimits, bool], Any] = settings.parser_class
-        self.limits: HeadLimits = settings.head_limits
-        self.root_path: str = settings.root_path
-        self.lifespan_state: dict[str, Any] = {}
-        self.timeout_keep_alive: float = settings.timeout_keep_alive
-        self.timeout_request_header: float = settings.timeout_request_header
-        self.limit_concurrency: int | None = settings.limit_concurrency
-        self.max_requests: int | None = settings.max_requests
-        self.proxy: ProxyTrust | None = settings.proxy
-        self.limited = self.max_requests is not None or self.limit_concurrency is not None
-        self.draining = False
-        self.tls: TlsFacts | None = None  # set when the server speaks TLS
-        self.trace = False  # --log-level trace: log connections made and lost
-        self.ws: Any = None  # ws.connection.WsSettings when WebSocket upgrades are served
-        self.on_limit_reached: Callable[[], None] = lambda: None
-        self.stop_at_limit = True  # False under a supervisor: it replaces us, we keep serving meanwhile
-        self.drain_idle_grace = 0.0  # seconds an idle keep-alive connection stays open while draining
-        self._drained: asyncio.Event | None = None
+    app: ASGIApp
+    state: ServerState
+    loop: asyncio.AbstractEventLoop
+    defaults: DefaultHeaderBlock
+    access_log: AccessLog
+    parser_class: ParserFactory
+    limits: HeadLimits
+    root_path: str
+    lifespan_state: dict[str, Any]
+    timeout_keep_alive: float
+    timeout_request_header: float
+    limit_concurrency: int | None
+    max_requests: int | None  # limit_max_requests plus this process's own jitter
+    proxy: ProxyTrust | None
+    tls: TlsFacts | None  # None: plain TCP
+    ws: UpgradeHandler | None  # None: upgrade requests are served as plain HTTP
+    trace: bool  # --log-level trace: log connections made and lost
+    on_limit_reached: Callable[[], None]
+    stop_at_limit: bool  # False under a supervisor: it replaces us, we keep serving meanwhile
+    drain_idle_grace: float  # seconds an idle keep-alive connection stays open while draining
+    clock: Clock = field(default_factory=Clock)
+    # Read on every connection or request, so kept here rather than behind a property:
+    connections: set[Any] = field(init=False)  # state.connections
+    tasks: set[asyncio.Task[None]] = field(init=False)  # state.tasks
+    limited: bool = field(init=False)  # a limit is set: only then are the limit checks paid for
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "connections", self.state.connections)
+        object.__setattr__(self, "tasks", self.state.tasks)
+        object.__setattr__(
+            self, "limited", self.max_requests is not None or self.limit_concurrency is not None
+        )
 
     def request_started(self) -> bool:
         """Count a request. False when the server is already past ``limit_max_requests``."""
@@ -86,23 +120,87 @@ class ServerContext:
 
     def task_finished(self, task: asyncio.Task[None] | None) -> None:
         """An app task is ending: forget it, and wake ``wait_drained`` if it was the last thing running."""
-        self.tasks.discard(task)
-        if self.draining:
+        state = self.state
+        state.tasks.discard(task)
+        if state.draining:
             self._check_drained()
 
     def connection_closed(self, connection: Any) -> None:
         """Forget a connection; wakes ``wait_drained`` when it was the last thing running."""
-        self.connections.discard(connection)
-        if self.draining:
+        state = self.state
+        state.connections.discard(connection)
+        if state.draining:
             self._check_drained()
 
     def _check_drained(self) -> None:
-        if not self.connections and not self.tasks and self._drained is not None:
-            self._drained.set()
+        state = self.state
+        if not state.connections and not state.tasks and state.drained is not None:
+            state.drained.set()
 
     async def wait_drained(self) -> None:
-        """Return once no connection is open and no app task runs. Sets ``draining``."""
-        self.draining = True
-        self._drained = asyncio.Event()
+        """Return once no connection is open and no app task runs. Sets ``state.draining``."""
+        state = self.state
+        state.draining = True
+        state.drained = asyncio.Event()
         self._check_drained()
-        await self._drained.wait()
+        await state.drained.wait()
+
+
+def max_requests_of(config: Config) -> int | None:
+    """``limit_max_requests`` plus a jitter drawn now, in this process: each worker (and each
+    replacement) draws its own, so recycling is staggered even when the app was preloaded."""
+    limit = config.limit_max_requests
+    if limit is not None and config.limit_max_requests_jitter:
+        limit += random.randint(0, config.limit_max_requests_jitter)
+    return limit
+
+
+def default_header_block(config: Config) -> tuple[DefaultHeaderBlock, list[tuple[bytes, bytes]]]:
+    """The default header block and the static headers it holds (``server`` and ``--header`` ones)."""
+    extra = config.encoded_headers
+    server = next((value for name, value in extra if name == b"server"), SERVER_NAME)
+    extra = [(name, value) for name, value in extra if name != b"server"]
+    block = DefaultHeaderBlock(server if config.server_header else None, extra)
+    return block, ([(b"server", server)] if config.server_header else []) + extra
+
+
+def build_context(
+    config: Config,
+    *,
+    app: ASGIApp,
+    state: ServerState,
+    defaults: DefaultHeaderBlock,
+    access_log: AccessLog,
+    lifespan_state: dict[str, Any],
+    ws: UpgradeHandler | None,
+    trace: bool,
+    on_limit_reached: Callable[[], None],
+    stop_at_limit: bool,
+    drain_idle_grace: float,
+) -> ServerContext:
+    """The context of a server about to listen. Call on the serving loop, after ``config.load()``."""
+    assert config.parser_class is not None, "Config.load() first"
+    return ServerContext(
+        app=app,
+        state=state,
+        loop=asyncio.get_running_loop(),
+        defaults=defaults,
+        access_log=access_log,
+        parser_class=config.parser_class,
+        limits=config.head_limits,
+        root_path=config.root_path,
+        lifespan_state=lifespan_state,
+        timeout_keep_alive=config.timeout_keep_alive,
+        timeout_request_header=config.timeout_request_header,
+        limit_concurrency=config.limit_concurrency,
+        max_requests=max_requests_of(config),
+        proxy=ProxyTrust(config.forwarded_allow_ips or [], config.secure_scheme_headers)
+        if config.proxy_headers
+        else None,
+        tls=TlsFacts(config.ssl, config.ssl_certfile) if config.ssl is not None else None,
+        ws=ws,
+        trace=trace,
+        on_limit_reached=on_limit_reached,
+        stop_at_limit=stop_at_limit,
+        drain_idle_grace=drain_idle_grace,
+    )

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["WriteFlow"]
+__all__ = ["WRITE_HIGH_WATER", "WRITE_LOW_WATER", "WriteFlow"]
+
+# Set explicitly on every transport: uvloop's default low-water mark is 16 bytes, which wakes a
+# paused writer for every few bytes drained. 64 KiB / 16 KiB are asyncio's own defaults.
+WRITE_HIGH_WATER = 65536
+WRITE_LOW_WATER = 16384
 
 
 class WriteFlow:

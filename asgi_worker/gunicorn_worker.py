@@ -38,6 +38,7 @@ from gunicorn.workers.base import Worker as BaseWorker
 from asgi_worker.cli import options_from_environment
 from asgi_worker.config import Config
 from asgi_worker.exitcodes import BOOT_ERROR
+from asgi_worker.log import request_target
 from asgi_worker.loops import loop_factory, run_on_new_loop
 from asgi_worker.server import Server
 
@@ -55,6 +56,7 @@ ENVIRONMENT_SETTINGS = (
     "ws_per_message_deflate",
     "lifespan",
     "interface",
+    "wsgi_threads",
     "timeout_request_header",
     "timeout_lifespan_startup",
     "timeout_lifespan_shutdown",
@@ -134,14 +136,12 @@ class _Message:
 
 
 def _access_environ(scope: dict[str, Any]) -> dict[str, Any]:
-    query = scope["query_string"].decode("latin-1")
-    raw_path = scope["raw_path"].decode("latin-1")
     client = scope.get("client")
     environ = {
         "REQUEST_METHOD": scope["method"],
-        "RAW_URI": f"{raw_path}?{query}" if query else raw_path,
+        "RAW_URI": request_target(scope),
         "PATH_INFO": scope["path"],
-        "QUERY_STRING": query,
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
         "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
         "REMOTE_ADDR": client[0] if client else "-",
     }

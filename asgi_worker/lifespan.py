@@ -19,11 +19,9 @@ from asgi_worker.errors import AppProtocolError, StartupError
 from asgi_worker.http.scope import ASGI_VERSION
 from asgi_worker.types import ASGIApp
 
-__all__ = ["LIFESPAN_MODES", "Lifespan", "LifespanState"]
+__all__ = ["Lifespan", "LifespanState"]
 
 logger = logging.getLogger("asgi_worker.error")
-
-LIFESPAN_MODES = ("auto", "on", "off")
 
 
 class LifespanState(enum.Enum):

@@ -11,10 +11,15 @@ import contextlib
 import os
 import socket
 import stat
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from asgi_worker.errors import StartupError
+from asgi_worker.errors import ConfigError, StartupError
 
-__all__ = ["bind_tcp", "bind_unix", "from_fd", "socket_url"]
+if TYPE_CHECKING:
+    from asgi_worker.config import Config
+
+__all__ = ["bind_tcp", "bind_unix", "from_fd", "open_listeners", "socket_url"]
 
 
 def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
@@ -86,3 +91,28 @@ def socket_url(sock: socket.socket, scheme: str) -> str:
     if sock.family == socket.AF_INET6:
         return f"{scheme}://[{address[0]}]:{address[1]}"
     return f"{scheme}://{address[0]}:{address[1]}"
+
+
+def open_listeners(config: Config, binds: Sequence[str] = ()) -> list[socket.socket]:
+    """Bind what the settings ask for, once: every ``binds`` entry (the supervisor's ``--bind``),
+    else ``--fd``, ``--uds`` or ``--host``/``--port``. Raises ``StartupError``, or ``ConfigError``
+    for a malformed bind address."""
+    backlog = config.backlog
+    if not binds:
+        if config.fd is not None:
+            return [from_fd(config.fd)]
+        if config.uds is not None:
+            return [bind_unix(config.uds, backlog, config.uds_mode)]
+        return [bind_tcp(config.host, config.port, backlog)]
+    sockets = []
+    for bind in binds:
+        if bind.startswith("unix:"):
+            sockets.append(bind_unix(bind[5:], backlog, config.uds_mode))
+        elif bind.startswith("fd://"):
+            sockets.append(from_fd(int(bind[5:])))
+        else:
+            host, _, port = bind.rpartition(":")
+            if not port.isdigit():
+                raise ConfigError(f"--bind {bind!r} must be HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N")
+            sockets.append(bind_tcp(host or "0.0.0.0", int(port), backlog))
+    return sockets

@@ -8,12 +8,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from asgi_worker.errors import ConfigError
+from asgi_worker.options import LoopName, choices_of
 
-__all__ = ["LOOP_CHOICES", "loop_factory", "run_on_new_loop"]
+__all__ = ["loop_factory", "run_on_new_loop"]
 
 T = TypeVar("T")
-
-LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -28,7 +27,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
                 raise ConfigError("--loop uvloop needs uvloop: pip install 'asgi-worker[standard]'") from None
             return asyncio.new_event_loop
         return uvloop.new_event_loop
-    raise ConfigError(f"--loop must be one of {', '.join(LOOP_CHOICES)}, not {name!r}")
+    raise ConfigError(f"--loop must be one of {', '.join(choices_of(LoopName))}, not {name!r}")
 
 
 def run_on_new_loop(coro: Coroutine[Any, Any, T], factory: Callable[[], asyncio.AbstractEventLoop]) -> T:

@@ -8,7 +8,7 @@ event; nothing polls) -> ``shutdown``. Graceful shutdown, in order:
    second signal sets ``force_exit``), then cancel the stragglers;
 4. run lifespan shutdown (after the drain, so requests can still use what startup created).
 A periodic tick (``on_tick``) refreshes the Date header and sweeps connection deadlines.
-Signal handlers only record (principle: handlers decide nothing); the loop acts.
+Signal handlers only record (ARCHITECTURE.md, "Signal handlers only record"); the loop acts.
 """
 
 from __future__ import annotations
@@ -27,28 +27,21 @@ from collections.abc import Callable, Generator, Sequence
 from types import FrameType
 from typing import Any
 
-from asgi_worker.accesslog import AccessLog
 from asgi_worker.clock import http_date, tick_interval
 from asgi_worker.config import Config
-from asgi_worker.context import ServerContext, ServerState
+from asgi_worker.context import ServerContext, ServerState, build_context, default_header_block
 from asgi_worker.errors import StartupError
 from asgi_worker.http.connection import HttpConnection
-from asgi_worker.http.proxy import ProxyTrust
-from asgi_worker.http.response import DefaultHeaderBlock
 from asgi_worker.lifespan import Lifespan
-from asgi_worker.listeners import bind_tcp, bind_unix, from_fd, socket_url
-from asgi_worker.logs import log_started, pid_line
+from asgi_worker.listeners import open_listeners, socket_url
+from asgi_worker.log import AccessLog, TracingApp, log_started, pid_line, tracing_enabled
 from asgi_worker.loops import loop_factory, run_on_new_loop
-from asgi_worker.tls import TlsFacts
-from asgi_worker.tracing import TracingApp, tracing_enabled
 
 __all__ = ["HANDLED_SIGNALS", "Server", "ServerState"]
 
 logger = logging.getLogger("asgi_worker.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-SERVER_NAME = b"asgi-worker"
 
 
 class Server:
@@ -148,14 +141,15 @@ class Server:
             return
         try:
             owned = sockets is None
-            listening = list(sockets) if sockets is not None else self._bind()
+            listening = list(sockets) if sockets is not None else open_listeners(config)
         except StartupError as exc:
             logger.error("%s", exc)
             await self.lifespan.shutdown()
             self.should_exit = True
             return
-        ctx = self._ctx = self._make_context()
-        ctx.lifespan_state = self.lifespan.state
+        ctx = self._ctx = self._make_context(self.lifespan.state)
+        if ctx.max_requests is not None:
+            logger.debug("Process %d serves at most %d requests", os.getpid(), ctx.max_requests)
         loop = asyncio.get_running_loop()
 
         def factory() -> HttpConnection:
@@ -179,57 +173,48 @@ class Server:
                 log_started(socket_url(sock, "https" if config.ssl else "http"))
         self.started = True
 
-    def _make_context(self) -> ServerContext:
+    def _make_context(self, lifespan_state: dict[str, Any]) -> ServerContext:
         config = self.config
-        assert config.loaded_app is not None and config.parser_class is not None
-        extra = config.encoded_headers
-        server = next((value for name, value in extra if name == b"server"), SERVER_NAME)
-        extra = [(name, value) for name, value in extra if name != b"server"]
-        defaults = DefaultHeaderBlock(server if config.server_header else None, extra)
-        self._static_headers = ([(b"server", server)] if config.server_header else []) + extra
+        defaults, self._static_headers = default_header_block(config)
         self.server_state.default_headers = list(self._static_headers)
         access = self.make_access_log()
         access.start()
-        ctx = ServerContext(self._app, self.server_state, defaults, access, _Settings(config))
-        ctx.trace = self._trace
+        ws = None
         timeouts = [config.timeout_keep_alive, config.timeout_request_header]
         if config.ws_enabled:
             from asgi_worker.ws.connection import CLOSE_TIMEOUT, WsSettings
 
-            timeouts += [config.ws_ping_interval, config.ws_ping_timeout, CLOSE_TIMEOUT]
-            ctx.ws = WsSettings(
+            timeouts += [config.ws_ping_interval or 0.0, config.ws_ping_timeout or 0.0, CLOSE_TIMEOUT]
+            ws = WsSettings(
                 config.ws_max_size,
                 config.ws_max_queue,
-                config.ws_ping_interval,
-                config.ws_ping_timeout,
+                config.ws_ping_interval or 0.0,
+                config.ws_ping_timeout or 0.0,
                 config.ws_per_message_deflate,
             )
         self._tick_interval = tick_interval(*timeouts)  # deadlines are swept this often
-        if config.ssl is not None:
-            ctx.tls = TlsFacts(config.ssl, config.ssl_certfile)
-        if self.limit_reached_callback is not None:
-            ctx.on_limit_reached = self.limit_reached_callback
-            ctx.stop_at_limit = False
-        else:
-            ctx.on_limit_reached = self._max_requests_reached
-        ctx.drain_idle_grace = self.drain_idle_grace
-        return ctx
+        return build_context(
+            config,
+            app=self._app,
+            state=self.server_state,
+            defaults=defaults,
+            access_log=access,
+            lifespan_state=lifespan_state,
+            ws=ws,
+            trace=self._trace,
+            on_limit_reached=self.limit_reached_callback or self._max_requests_reached,
+            stop_at_limit=self.limit_reached_callback is None,
+            drain_idle_grace=self.drain_idle_grace,
+        )
 
     def make_access_log(self) -> AccessLog:
         """The access log of this server; a subclass may return another with the same interface
         (``enabled``, ``start()``, ``stop()``, ``log(cycle, duration)``), as gunicorn's worker does."""
         return AccessLog(self.config.access_log, self.config.access_log_format)
 
-    def _bind(self) -> list[socket.socket]:
-        config = self.config
-        if config.fd is not None:
-            return [from_fd(config.fd)]
-        if config.uds is not None:
-            return [bind_unix(config.uds, config.backlog, config.uds_mode)]
-        return [bind_tcp(config.host, config.port, config.backlog)]
-
     def _max_requests_reached(self) -> None:
-        logger.warning("Maximum request limit of %d exceeded. Terminating process.", self.config.max_requests)
+        assert self._ctx is not None
+        logger.warning("Maximum request limit of %d exceeded. Terminating process.", self._ctx.max_requests)
         self.should_exit = True
 
     async def main_loop(self) -> None:
@@ -345,24 +330,6 @@ class Server:
                 self._force_event.set()
         else:
             self.should_exit = True
-
-
-class _Settings:
-    """The slice of a loaded ``Config`` the connections read (see ``ServerContext``)."""
-
-    def __init__(self, config: Config) -> None:
-        self.parser_class = config.parser_class
-        self.head_limits = config.head_limits
-        self.root_path = config.root_path
-        self.timeout_keep_alive = config.timeout_keep_alive
-        self.timeout_request_header = config.timeout_request_header
-        self.limit_concurrency = config.limit_concurrency
-        self.max_requests = config.max_requests
-        self.proxy = (
-            ProxyTrust(config.forwarded_allow_ips, config.secure_scheme_headers)
-            if config.proxy_headers
-            else None
-        )
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

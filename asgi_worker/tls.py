@@ -14,15 +14,30 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import ssl
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from asgi_worker.errors import ConfigError
 
-if TYPE_CHECKING:
-    from asgi_worker.config import Config
+__all__ = ["TlsFacts", "TlsSettings", "create_ssl_context"]
 
-__all__ = ["TlsFacts", "create_ssl_context"]
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """What a server context is made from: uvicorn's ``--ssl-*`` settings, or a factory instead."""
+
+    certfile: str | os.PathLike[str] | None = None
+    keyfile: str | os.PathLike[str] | None = None
+    password: str | None = None
+    version: int = ssl.PROTOCOL_TLS_SERVER
+    cert_reqs: int = ssl.CERT_NONE
+    ca_certs: str | None = None
+    ciphers: str | None = "TLSv1"
+    context_factory: Callable[[], ssl.SSLContext] | None = None
+
 
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
@@ -40,35 +55,35 @@ _RDN_NAMES = {
 }
 
 
-def create_ssl_context(config: Config) -> ssl.SSLContext:
-    """The server-side context ``config`` describes. Raises ``ConfigError`` with one readable line."""
-    if config.ssl_context_factory is not None:
-        context = config.ssl_context_factory()
+def create_ssl_context(settings: TlsSettings) -> ssl.SSLContext:
+    """The server-side context ``settings`` describe. Raises ``ConfigError`` with one readable line."""
+    if settings.context_factory is not None:
+        context = settings.context_factory()
         if not isinstance(context, ssl.SSLContext):
             raise ConfigError(f"ssl_context_factory returned {type(context).__name__}, not an ssl.SSLContext")
         return context
     try:
-        context = ssl.SSLContext(config.ssl_version)
+        context = ssl.SSLContext(settings.version)
     except ValueError as exc:
-        raise ConfigError(f"ssl_version {config.ssl_version} is not a protocol this Python knows") from exc
-    certfile, keyfile = config.ssl_certfile, config.ssl_keyfile
+        raise ConfigError(f"ssl_version {settings.version} is not a protocol this Python knows") from exc
+    certfile, keyfile = settings.certfile, settings.keyfile
     try:
-        context.load_cert_chain(certfile, keyfile, config.ssl_keyfile_password)  # type: ignore[arg-type]
+        context.load_cert_chain(certfile, keyfile, settings.password)  # type: ignore[arg-type]
     except (OSError, ssl.SSLError) as exc:
         files = f"{certfile}" + (f" / {keyfile}" if keyfile else "")
         raise ConfigError(f"could not load TLS certificate and key ({files}): {_reason(exc)}") from exc
-    context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
-    if config.ssl_ca_certs:
+    context.verify_mode = ssl.VerifyMode(settings.cert_reqs)
+    if settings.ca_certs:
         try:
-            context.load_verify_locations(config.ssl_ca_certs)
+            context.load_verify_locations(settings.ca_certs)
         except (OSError, ssl.SSLError) as exc:
             why = _reason(exc)
-            raise ConfigError(f"could not load CA certificates {config.ssl_ca_certs}: {why}") from exc
-    if config.ssl_ciphers:
+            raise ConfigError(f"could not load CA certificates {settings.ca_certs}: {why}") from exc
+    if settings.ciphers:
         try:
-            context.set_ciphers(config.ssl_ciphers)
+            context.set_ciphers(settings.ciphers)
         except ssl.SSLError as exc:
-            raise ConfigError(f"ssl_ciphers {config.ssl_ciphers!r} selects no cipher") from exc
+            raise ConfigError(f"ssl_ciphers {settings.ciphers!r} selects no cipher") from exc
     return context
 
 

@@ -1,9 +1,18 @@
 """Serve a WSGI (PEP 3333) application from a thread pool, behind the one ASGI HTTP cycle.
 
 Rules:
-- The app runs in one of ``WSGI_THREADS`` worker threads; the event loop only awaits its future.
-  Every step back to the loop (``receive``, ``send``) is ``run_coroutine_threadsafe(...).result()``
-  from the worker, so the thread waits and the loop never does.
+- The app runs in one of the pool's worker threads (``--wsgi-threads``, default ``WSGI_THREADS``);
+  the event loop only awaits its future. Every step back to the loop (``receive``, ``send``) is
+  ``run_coroutine_threadsafe(...).result()`` from the worker, so the thread waits and the loop never does.
+- A request takes a thread slot on the loop before anything is submitted, so the executor never
+  holds more calls than it has threads (its queue stays within the pool size); the other requests
+  wait in a first-come-first-served line of futures on the loop. Why the bound is the pool size:
+  a queued work item gains no throughput over a parked coroutine, but a parked coroutine is just an
+  ASGI app that awaits. It has not called ``receive``, so its connection reads at most the high-water
+  mark of body and pauses (the server's backpressure); ``--limit-concurrency`` counts it and answers
+  503 past the limit; a graceful stop lets it run once a thread frees, and cancelling it (the
+  graceful timeout) just takes it out of the line. A slot is given back when its thread returns, not
+  when its request is cancelled: an abandoned call still occupies its thread.
 - ``wsgi.input`` pulls ``http.request`` messages on demand and keeps at most one read ahead, so an
   upload is never buffered whole; the server pauses reading while its unconsumed body is above the
   high-water mark, which is the backpressure. The read-ahead starts with the app's first read or its
@@ -23,7 +32,9 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -33,12 +44,13 @@ from asgi_worker.errors import ClientDisconnected
 from asgi_worker.types import ExcInfo, Message, Receive, Scope, Send, WSGIApp, WSGIEnviron
 from asgi_worker.wsgi_environ import build_environ, encode_headers, encode_status
 
-__all__ = ["WSGI_THREADS", "WSGIAdapter", "WSGIInput"]
+__all__ = ["WSGI_THREADS", "WSGIAdapter", "WSGIInput", "WSGIPool"]
 
 logger = logging.getLogger("asgi_worker.error")
 
-# Worker threads per adapter: uvicorn's WSGIMiddleware uses 10 (``workers=10``), as does a2wsgi.
-# A request holds its thread for its whole life, so this bounds concurrent WSGI requests per process.
+# Default worker threads per adapter: uvicorn's WSGIMiddleware uses 10 (``workers=10``), as does
+# a2wsgi. A request holds its thread for its whole life, so this bounds concurrent WSGI requests per
+# process; ``--wsgi-threads`` changes it.
 WSGI_THREADS = 10
 
 _T = TypeVar("_T")
@@ -264,13 +276,107 @@ class _Exchange:
                 close()
 
 
+def _release_soon(loop: asyncio.AbstractEventLoop, release: Callable[[], None]) -> None:
+    """Give a slot back from the thread that held it; a closed loop has nobody left waiting."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(release)
+
+
+class WSGIPool:
+    """``size`` worker threads, and the line of calls waiting on the loop for one of them.
+
+    At most ``size`` calls are in the executor at once; the threads start with the first call.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"a WSGI thread pool needs at least 1 thread, not {size}")
+        self.size = size
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @property
+    def busy(self) -> int:
+        """Calls holding a thread (an abandoned call holds it until its thread returns)."""
+        return self.size - self._free
+
+    @property
+    def waiting(self) -> int:
+        """Calls parked on the loop until a thread frees."""
+        return len(self._waiters)
+
+    async def run(self, func: Callable[..., None], *args: Any) -> None:
+        """Call ``func(*args)`` in a thread once one is free, first come first served; on the loop.
+
+        Returns or raises as ``func`` did. Cancelled while waiting, the call leaves the line and
+        ``func`` never runs; cancelled while running, the thread keeps its slot until ``func`` returns.
+        """
+        await self._acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            future = self._pool().submit(func, *args)
+        except BaseException:
+            self._release()
+            raise
+        try:
+            await asyncio.wrap_future(future)
+        finally:
+            if future.done():
+                self._release()
+            else:
+                future.add_done_callback(lambda _done: _release_soon(loop, self._release))
+
+    async def _acquire(self) -> None:
+        if self._free:  # never while a live waiter is parked: ``_release`` hands slots to them first
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                with contextlib.suppress(ValueError):  # ``_release`` may have dropped it already
+                    self._waiters.remove(waiter)
+            else:  # granted a slot just as it was cancelled: pass the slot on
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # skip a waiter cancelled but not yet resumed
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(self.size, "asgi_worker-wsgi")
+        return self._executor
+
+    def shutdown(self) -> None:
+        """Stop the threads without waiting: idle ones exit now, a call still running finishes.
+
+        Idempotent. A call still waiting (or a later one) gets a new pool when its turn comes.
+        """
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
 class WSGIAdapter:
-    """A WSGI app as an ASGI 3 callable. The thread pool starts with the first request."""
+    """A WSGI app as an ASGI 3 callable, run in a ``WSGIPool`` of ``threads`` threads."""
 
     def __init__(self, app: WSGIApp, threads: int = WSGI_THREADS) -> None:
         self.app = app
-        self.threads = threads
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.pool = WSGIPool(threads)
+
+    @property
+    def threads(self) -> int:
+        """The pool size: how many requests the app serves at once."""
+        return self.pool.size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -283,17 +389,12 @@ class WSGIAdapter:
         else:
             raise ValueError(f"a WSGI application cannot serve a {kind!r} scope")
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(self.threads, "asgi_worker-wsgi")
-        return self._executor
-
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        exchange = _Exchange(loop, receive, send)
-        environ = build_environ(scope, WSGIInput(exchange.read_chunk))
+        exchange = _Exchange(asyncio.get_running_loop(), receive, send)
+        pool = self.pool
+        environ = build_environ(scope, WSGIInput(exchange.read_chunk), multithread=pool.size > 1)
         try:
-            await loop.run_in_executor(self._pool(), exchange.run, self.app, environ)
+            await pool.run(exchange.run, self.app, environ)
         except asyncio.CancelledError:
             exchange.abandon()  # the thread cannot be stopped: make its next loop call fail instead
             raise
@@ -311,10 +412,5 @@ class WSGIAdapter:
                 return
 
     def shutdown(self) -> None:
-        """Stop the pool without waiting: idle threads exit now, a request still running finishes.
-
-        Idempotent; a later request would start a new pool.
-        """
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the pool without waiting (``WSGIPool.shutdown``). Idempotent."""
+        self.pool.shutdown()

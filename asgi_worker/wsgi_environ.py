@@ -70,9 +70,9 @@ def _split_host(host: str, scheme: str) -> tuple[str, str]:
     return name, port if port.isdigit() else default
 
 
-def build_environ(scope: Scope, body: Any) -> WSGIEnviron:
+def build_environ(scope: Scope, body: Any, multithread: bool = True) -> WSGIEnviron:
     """The PEP 3333 environ for an ASGI ``http`` scope (SCRIPT_NAME is ``root_path``); ``body`` is
-    the ``wsgi.input`` object."""
+    the ``wsgi.input`` object. ``multithread`` is False when the app runs in a single thread."""
     root_path: str = scope.get("root_path", "")
     path: str = scope["path"]
     if root_path and path.startswith(root_path):
@@ -88,7 +88,7 @@ def build_environ(scope: Scope, body: Any) -> WSGIEnviron:
         "wsgi.url_scheme": scheme,
         "wsgi.input": body,
         "wsgi.errors": _ERRORS,
-        "wsgi.multithread": True,
+        "wsgi.multithread": multithread,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         # The body stream ends where the request body ends (chunked too): werkzeug reads it directly.

@@ -24,15 +24,14 @@ import time
 from typing import Any
 
 from asgi_worker.config import Config
-from asgi_worker.errors import ConfigError
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK
-from asgi_worker.listeners import bind_tcp, bind_unix, from_fd, socket_url
+from asgi_worker.listeners import open_listeners, socket_url
 from supervisor.config import DEFAULT_GRACEFUL_TIMEOUT, SupervisorConfig
 from supervisor.policy import DUMP_GRACE, Action, WorkerState, decide
 from supervisor.signals import Command, SignalInbox, command_for
 from supervisor.workers import WorkerRecord, fork_worker, reopen_log_files, set_supervisor_title
 
-__all__ = ["Supervisor", "open_listeners"]
+__all__ = ["Supervisor"]
 
 logger = logging.getLogger("asgi_worker.supervisor")
 
@@ -360,29 +359,6 @@ class Supervisor:
             changes.clear()
             logger.warning("Detected changes in %s; restarting workers", ", ".join(paths))
             self.roll("code changed")
-
-
-def open_listeners(config: Config, binds: list[str]) -> list[socket.socket]:
-    """Bind what the settings ask for, once: every ``--bind``, else ``--fd``, ``--uds`` or host:port."""
-    backlog = config.backlog
-    if not binds:
-        if config.fd is not None:
-            return [from_fd(config.fd)]
-        if config.uds is not None:
-            return [bind_unix(config.uds, backlog, config.uds_mode)]
-        return [bind_tcp(config.host, config.port, backlog)]
-    sockets = []
-    for bind in binds:
-        if bind.startswith("unix:"):
-            sockets.append(bind_unix(bind[5:], backlog, config.uds_mode))
-        elif bind.startswith("fd://"):
-            sockets.append(from_fd(int(bind[5:])))
-        else:
-            host, _, port = bind.rpartition(":")
-            if not port.isdigit():
-                raise ConfigError(f"--bind {bind!r} must be HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N")
-            sockets.append(bind_tcp(host or "0.0.0.0", int(port), backlog))
-    return sockets
 
 
 def _signal(pid: int, signum: int) -> None:

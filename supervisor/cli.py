@@ -10,10 +10,9 @@ import sys
 from collections.abc import Sequence
 
 from asgi_worker.cli import fail, parse_config_kwargs
-from asgi_worker.config import Config
+from asgi_worker.config import OPTIONS, Config
 from asgi_worker.errors import AppLoadError, ConfigError, StartupError
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR
-from asgi_worker.options import OPTIONS
 from supervisor.arbiter import Supervisor
 from supervisor.config import SUPERVISOR_OPTIONS, SupervisorConfig
 

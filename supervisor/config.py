@@ -12,10 +12,10 @@ these. Defaults and their precedents:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from asgi_worker.errors import ConfigError
-from asgi_worker.options import Option
+from asgi_worker.options import Option, options_of, setting
 
 __all__ = [
     "DEFAULT_GRACEFUL_TIMEOUT",
@@ -28,88 +28,53 @@ DEFAULT_HEALTHCHECK_TIMEOUT = 30.0
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
 DEFAULT_RELOAD_DELAY = 0.25
 
-SUPERVISOR_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "preload",
-        "--preload",
-        False,
-        "Import the app in the supervisor before forking, so that workers share its memory.",
-        kind="flag",
-    ),
-    Option(
-        "timeout_worker_healthcheck",
-        "--timeout-worker-healthcheck",
-        DEFAULT_HEALTHCHECK_TIMEOUT,
-        "Replace a worker whose event loop has not ticked for this many seconds (its stack is logged).",
-        float,
-    ),
-    Option(
-        "max_worker_memory",
-        "--max-worker-memory",
-        None,
-        "Recycle a worker whose resident memory passes this many MB.",
-        float,
-        metavar="MB",
-    ),
-    Option("pid", "--pid", None, "Write the supervisor's pid to this file.", metavar="FILE"),
-    Option(
-        "binds",
-        "--bind",
-        None,
-        "Listen on HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N; repeatable (instead of --host/--port).",
-        kind="append",
-        metavar="ADDRESS",
-    ),
-    Option("reload", "--reload", False, "Restart the workers when a watched file changes.", kind="flag"),
-    Option(
-        "reload_dirs",
-        "--reload-dir",
-        None,
-        "Directory to watch with --reload (repeatable). [default: the current one]",
-        kind="append",
-        metavar="DIR",
-    ),
-    Option(
-        "reload_includes",
-        "--reload-include",
-        None,
-        "Glob of files to watch with --reload (repeatable). [default: *.py]",
-        kind="append",
-        metavar="GLOB",
-    ),
-    Option(
-        "reload_excludes",
-        "--reload-exclude",
-        None,
-        "Glob of files to ignore with --reload (repeatable).",
-        kind="append",
-        metavar="GLOB",
-    ),
-    Option(
-        "reload_delay",
-        "--reload-delay",
-        DEFAULT_RELOAD_DELAY,
-        "Seconds between polls of the watched files (and the debounce of a change).",
-        float,
-    ),
-)
-
 
 @dataclass
 class SupervisorConfig:
-    """What the supervisor itself needs; the workers' settings stay in their ``Config``."""
+    """What the supervisor itself needs; the workers' settings stay in their ``Config``.
 
-    workers: int = 1
-    preload: bool = False
-    timeout_worker_healthcheck: float = DEFAULT_HEALTHCHECK_TIMEOUT
-    max_worker_memory: float | None = None
-    pid: str | None = None
-    binds: list[str] = field(default_factory=list)
-    reload: bool = False
-    reload_dirs: list[str] = field(default_factory=list)
-    reload_includes: list[str] = field(default_factory=list)
-    reload_excludes: list[str] = field(default_factory=list)
-    reload_delay: float = DEFAULT_RELOAD_DELAY
+    Each field declared with ``setting`` is also a flag of ``asgi-supervise`` (``SUPERVISOR_OPTIONS``).
+    """
+
+    workers: int = 1  # the --workers flag is asgi_worker's own (its Config declares it)
+    preload: bool = setting(
+        False,
+        "Import the app in the supervisor before forking, so that workers share its memory.",
+        kind="flag",
+    )
+    timeout_worker_healthcheck: float = setting(
+        DEFAULT_HEALTHCHECK_TIMEOUT,
+        "Replace a worker whose event loop has not ticked for this many seconds (its stack is logged).",
+    )
+    max_worker_memory: float | None = setting(
+        None, "Recycle a worker whose resident memory passes this many MB.", metavar="MB"
+    )
+    pid: str | None = setting(None, "Write the supervisor's pid to this file.", metavar="FILE")
+    binds: list[str] = setting(
+        [],
+        "Listen on HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N; repeatable (instead of --host/--port).",
+        flag="--bind",
+        metavar="ADDRESS",
+    )
+    reload: bool = setting(False, "Restart the workers when a watched file changes.", kind="flag")
+    reload_dirs: list[str] = setting(
+        [],
+        "Directory to watch with --reload (repeatable). [default: the current one]",
+        flag="--reload-dir",
+        metavar="DIR",
+    )
+    reload_includes: list[str] = setting(
+        [],
+        "Glob of files to watch with --reload (repeatable). [default: *.py]",
+        flag="--reload-include",
+        metavar="GLOB",
+    )
+    reload_excludes: list[str] = setting(
+        [], "Glob of files to ignore with --reload (repeatable).", flag="--reload-exclude", metavar="GLOB"
+    )
+    reload_delay: float = setting(
+        DEFAULT_RELOAD_DELAY, "Seconds between polls of the watched files (and the debounce of a change)."
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
@@ -124,3 +89,7 @@ class SupervisorConfig:
         self.reload_dirs = list(self.reload_dirs or [])
         self.reload_includes = list(self.reload_includes or [])
         self.reload_excludes = list(self.reload_excludes or [])
+
+
+# The supervisor's own flags, from the declarations above (asgi-supervise adds them to asgi_worker's).
+SUPERVISOR_OPTIONS: tuple[Option, ...] = options_of(SupervisorConfig)

@@ -30,7 +30,7 @@ from typing import Any
 from asgi_worker.config import Config
 from asgi_worker.errors import AppLoadError, ConfigError
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK
-from asgi_worker.logs import tag_lines_with_pid
+from asgi_worker.log import tag_lines_with_pid
 from asgi_worker.loops import loop_factory, run_on_new_loop
 from asgi_worker.server import Server
 from supervisor.heartbeat import Beacon, BeaconReader

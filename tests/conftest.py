@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ import trustme
 
 from asgi_worker import Config, Server
 from asgi_worker.loops import loop_factory
-from tests.timing import TIMEOUT
+from tests.timing import TICK, TIMEOUT
 
 BACKENDS = [
     pytest.param(("asyncio", "h11"), id="asyncio-h11"),
@@ -73,7 +74,7 @@ def run_server(app: Any, loop: str = "asyncio", http: str = "h11", **kwargs: Any
         async def main() -> None:
             task = asyncio.ensure_future(server.serve())
             while not server.started and not task.done():
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(TICK / 20)
             started.set()
             await task
 
@@ -140,29 +141,55 @@ def no_stray_children() -> Iterator[None]:
 
 
 def read_response(sock: socket.socket, timeout: float = TIMEOUT) -> bytes:
-    """Read until the server closes the connection (or ``timeout``); returns everything received."""
+    """Everything the server sends until it closes the connection.
+
+    A reset counts as a close (the server closed with our unread bytes in its buffer). A connection
+    still open after ``timeout`` fails the test: "the server closed" is what callers assert.
+    """
     sock.settimeout(timeout)
-    chunks = []
-    with contextlib.suppress(TimeoutError, ConnectionResetError):
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks)
+    deadline = time.monotonic() + timeout
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+            sock.settimeout(max(deadline - time.monotonic(), TICK / 10))
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        pytest.fail(f"the server did not close the connection within {timeout} s; received {data!r}")
+    return data
 
 
 def read_until(sock: socket.socket, marker: bytes, timeout: float = TIMEOUT) -> bytes:
-    """Read until ``marker`` has arrived (or the peer closes, or ``timeout``)."""
+    """Read until ``marker`` has arrived or the server closes; fails the test after ``timeout``."""
     sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     data = b""
-    with contextlib.suppress(TimeoutError):
+    try:
         while marker not in data:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
+            sock.settimeout(max(deadline - time.monotonic(), TICK / 10))
+    except TimeoutError:
+        pytest.fail(f"{marker!r} did not arrive within {timeout} s; received {data!r}")
     return data
+
+
+def assert_silent(sock: socket.socket, seconds: float) -> None:
+    """The server sends nothing and keeps the connection open for ``seconds``.
+
+    For tests whose point is "no answer yet": the wait is the behaviour under test, so it is a
+    fixed time on purpose; a byte or a close within it fails the test.
+    """
+    sock.settimeout(seconds)
+    try:
+        data = sock.recv(65536)
+    except TimeoutError:
+        return
+    what = f"sent {data!r}" if data else "closed the connection"
+    pytest.fail(f"expected silence for {seconds} s, but the server {what}")
 
 
 def read_exact(sock: socket.socket, size: int) -> bytes:

@@ -13,10 +13,30 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
-from tests.timing import TICK, TIMEOUT
+from tests.timing import TICK, TIMEOUT, wait_until
+
+
+IN_FLIGHT_ENV = "ASGI_WORKER_TEST_IN_FLIGHT"
+"""The test apps append their pid as a line to the file this variable names when a slow request
+reaches them: a test that must act while a request is in flight waits for the line, not a sleep."""
+
+
+def in_flight_env(marker: Path) -> dict[str, str]:
+    """The environment that makes the test apps report slow requests in ``marker``."""
+    return {IN_FLIGHT_ENV: str(marker)}
+
+
+def wait_in_flight(marker: Path, count: int = 1, timeout: float = TIMEOUT) -> None:
+    """Wait until ``count`` slow requests have reached the app; fails the test after ``timeout``."""
+
+    def arrived() -> int:
+        return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+    assert wait_until(lambda: arrived() >= count, timeout), f"{arrived()} of {count} requests reached the app"
 
 
 def free_port() -> int:

@@ -4,11 +4,10 @@ Rules:
 - Requests are answered strictly in order. A head that arrives while a response is in progress
   (pipelining) gets its cycle created and queued, and reading pauses until the queue drains, so a
   client cannot make us buffer more than one read ahead.
-- Keep-alive survives a response only when both sides agree (request and response heads), the
-  whole request body was read, and the server is not draining. Otherwise we close after writing;
-  under a supervisor (``drain_idle_grace``) a draining connection whose last response promised
-  keep-alive waits briefly for the client's next request and answers it with ``connection: close``,
-  because closing under a client that is already sending is a failed request.
+- What a connection does after each response (serve the next request, linger, close) is one pure
+  rule, ``keepalive.after_response``; under a supervisor (``drain_idle_grace``) a draining
+  connection whose last response promised keep-alive waits briefly for the client's next request
+  and answers it with ``connection: close``.
 - Reading also pauses while more than ``READ_HIGH_WATER`` bytes of body wait for the app; ``send``
   waits while the transport is above its write high-water mark.
 - Timeouts are deadlines swept by the server's tick (see ``clock.py``): one for a head that is
@@ -21,35 +20,42 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
 from asgi_worker.errors import RequestError
-from asgi_worker.flow import WriteFlow
+from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
 from asgi_worker.http.cycle import HttpCycle
 from asgi_worker.http.events import BodyChunk, RequestHead
+from asgi_worker.http.keepalive import Next, after_response
 from asgi_worker.http.response import encode_error_response
 from asgi_worker.http.scope import ConnectionFacts, build_http_scope
-from asgi_worker.logs import TRACE_LOG_LEVEL, peer_text
+from asgi_worker.log import TRACE_LOG_LEVEL, peer_text
 
 if TYPE_CHECKING:
     from asgi_worker.context import ServerContext
 
-__all__ = ["READ_HIGH_WATER", "WRITE_HIGH_WATER", "WRITE_LOW_WATER", "HttpConnection"]
+__all__ = ["READ_HIGH_WATER", "HttpConnection"]
 
 logger = logging.getLogger("asgi_worker.error")
 
-# Set explicitly on every transport: uvloop's default low-water mark is 16 bytes, which wakes a
-# paused writer for every few bytes drained. 64 KiB / 16 KiB are asyncio's own defaults.
-WRITE_HIGH_WATER = 65536
-WRITE_LOW_WATER = 16384
 # Request body buffered for the app before we stop reading from the socket.
 READ_HIGH_WATER = 65536
 
-# What the deadline, when it passes, means.
-_NO_DEADLINE, _HEAD_DEADLINE, _IDLE_DEADLINE = range(3)
+
+class Deadline(enum.Enum):
+    """What ``HttpConnection.deadline``, when it passes, means."""
+
+    NONE = "no deadline"
+    HEAD = "a request head must be complete (408 if one has begun)"
+    IDLE = "an idle keep-alive connection closes"
+
+
+_NO_DEADLINE, _HEAD_DEADLINE, _IDLE_DEADLINE = Deadline.NONE, Deadline.HEAD, Deadline.IDLE
+_CLOSE, _LINGER = Next.CLOSE, Next.LINGER
 
 
 class HttpConnection(WriteFlow, asyncio.Protocol):
@@ -132,7 +138,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             else:
                 self._update_reading()  # pipelined behind other requests: wait for their answers
             return
-        if self._deadline_kind == _IDLE_DEADLINE and parser.in_head:  # a head has begun: time it
+        if self._deadline_kind is _IDLE_DEADLINE and parser.in_head:  # a head has begun: time it
             self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
 
     def eof_received(self) -> bool:
@@ -170,25 +176,29 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._update_reading()
 
     def response_complete(self, cycle: HttpCycle, keep_alive: bool) -> None:
-        """The last byte of ``cycle``'s response is written: log it, then serve the next request or close."""
-        ctx = self._ctx
-        if ctx.access_log.enabled:
-            ctx.access_log.log(cycle, perf_counter() - cycle.start_time)
+        """The last byte of ``cycle``'s response is written (its head announced ``keep_alive``):
+        log it, then serve the next request, linger or close, as ``keepalive.after_response`` says."""
+        self._log_access(cycle)
         if cycle is not self._current:
             return
         self._current = None
-        if not keep_alive or not cycle.body_done or self._closing or self._peer_eof:
+        ctx = self._ctx
+        step = after_response(
+            keep_alive,
+            cycle.body_done,
+            self._closing or self._peer_eof,
+            ctx.state.draining,
+            ctx.drain_idle_grace > 0,
+            bool(self._pending) or self._parser.in_head,
+        )
+        if step is _CLOSE:
             self._close()
-            return
-        if ctx.draining:
-            if not ctx.drain_idle_grace:
-                self._close()
-                return
-            if not (self._pending or self._parser.in_head):
-                # This response promised keep-alive before the drain began: closing now would meet
-                # the client's next request. Wait for it instead (answered with connection: close).
-                self._set_deadline(_IDLE_DEADLINE, ctx.drain_idle_grace)
-                return
+        elif step is _LINGER:
+            self._set_deadline(_IDLE_DEADLINE, ctx.drain_idle_grace)
+        else:
+            self._serve_next()
+
+    def _serve_next(self) -> None:
         if self._pending:
             following = self._pending.popleft()
             if isinstance(following, RequestError):
@@ -199,10 +209,14 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         elif self._upgrade is not None:
             self._switch_to_websocket()
         elif self._parser.in_head:
-            self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
-        elif ctx.timeout_keep_alive:
-            self._deadline_kind = _IDLE_DEADLINE
-            self.deadline = ctx.loop.time() + ctx.timeout_keep_alive
+            self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
+        else:
+            self._set_deadline(_IDLE_DEADLINE, self._ctx.timeout_keep_alive)
+
+    def _log_access(self, cycle: HttpCycle) -> None:
+        access_log = self._ctx.access_log
+        if access_log.enabled:
+            access_log.log(cycle, perf_counter() - cycle.start_time)
 
     def abort(self) -> None:
         """The response cannot be finished properly (an app error mid-body): close the connection."""
@@ -239,15 +253,15 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
                 self._close()
                 return
             if ctx.over_concurrency():
-                self._current = cycle
                 cycle.status = 503
                 self.write(encode_error_response(503, self.defaults))
-                self.response_complete(cycle, False)
+                self._log_access(cycle)
+                self._close()
                 return
         else:
             ctx.state.total_requests += 1
         self._current = cycle
-        if ctx.draining:
+        if ctx.state.draining:
             cycle.close_after()
         task = cycle.task = ctx.loop.create_task(cycle.run_asgi(ctx.app, ctx))
         ctx.tasks.add(task)
@@ -306,7 +320,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             else:
                 self._transport.resume_reading()
 
-    def _set_deadline(self, kind: int, timeout: float) -> None:
+    def _set_deadline(self, kind: Deadline, timeout: float) -> None:
         self._deadline_kind = kind
         self.deadline = self._ctx.loop.time() + timeout if timeout else 0.0
         if not timeout:
@@ -314,7 +328,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
 
     def deadline_passed(self) -> None:
         """Called by the server's sweep when ``deadline`` is in the past."""
-        if self._deadline_kind == _HEAD_DEADLINE and self._parser.in_head:
+        if self._deadline_kind is _HEAD_DEADLINE and self._parser.in_head:
             self.write(encode_error_response(408, self.defaults))
         self._deadline_kind = _NO_DEADLINE
         self.deadline = 0.0

@@ -59,14 +59,11 @@ _SENDING_BODY = CycleState.SENDING_BODY
 _DONE = CycleState.DONE
 _FAILED = CycleState.FAILED
 
-# The transition table: the one message each state accepts, and the state it leads to (a body
-# message with more_body=False leads to DONE instead). Every other pair is an AppProtocolError.
-# ``send`` checks the two live rows with ``is`` rather than a dict lookup: hashing an Enum member
-# runs Python code, and this is paid on every message.
-TRANSITIONS = {
-    (_AWAITING_START, "http.response.start"): _SENDING_BODY,
-    (_SENDING_BODY, "http.response.body"): _SENDING_BODY,
-}
+# The transitions ``send`` allows: AWAITING_START --http.response.start--> SENDING_BODY
+# --http.response.body(more_body=True)--> SENDING_BODY --http.response.body--> DONE; an app failure
+# from any state but DONE -> FAILED. Every other (state, message) is an ``AppProtocolError``. ``send``
+# checks the two live rows with ``is`` rather than a table lookup: hashing an Enum member runs
+# Python code, and this is paid on every message.
 
 
 class TaskRegistry(Protocol):
@@ -95,6 +92,7 @@ class HttpCycle:
         "_body_handed",
         "_chunks",
         "_disconnected",
+        "_draining",
         "_expect_continue",
         "_headers",
         "_host",
@@ -127,7 +125,8 @@ class HttpCycle:
         self.bytes_sent = 0  # response body bytes written (what access logs call the size)
         self.start_time = start_time
         self.task: asyncio.Task[None] | None = None
-        self._keep_alive = keep_alive
+        self._keep_alive = keep_alive  # the request's wish (keepalive.request_keep_alive)
+        self._draining = False
         self._expect_continue = expect_continue  # cleared once "100 Continue" is written
         self._chunks: list[bytes] | None = None
         self.body_size = 0  # request body bytes received and not yet handed to the app
@@ -151,8 +150,8 @@ class HttpCycle:
     # Request side: called by the connection.
 
     def close_after(self) -> None:
-        """Announce ``connection: close`` if the head is still unwritten (the server is draining)."""
-        self._keep_alive = False
+        """The server is draining: announce ``connection: close`` if the head is still unwritten."""
+        self._draining = True
 
     def feed_body(self, data: bytes) -> None:
         """Buffer a body chunk for ``receive``. The connection watches ``body_size`` for backpressure."""
@@ -272,7 +271,9 @@ class HttpCycle:
                 None if more else len(body),
                 scope["method"] == "HEAD",
                 scope["http_version"] == "1.0",
-                self._keep_alive and (self.body_done or more),
+                self._keep_alive,
+                self._draining,
+                self.body_done or more,
             )
             size = len(body)
             if (

@@ -9,7 +9,7 @@ made here, once:
   server reject; we always do, since a disagreement between hops is how requests get smuggled).
 - Transfer-Encoding other than exactly ``chunked``: 501 (RFC 9112 6.1).
 - HTTP/1.1 without exactly one Host: 400 (RFC 9112 3.2). Versions other than 1.0 and 1.1: 505.
-- Keep-alive: HTTP/1.1 unless ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``.
+- Keep-alive: the client's wish is read here and decided by ``keepalive.request_keep_alive``.
 - Methods: the set llhttp knows; any other is 400 from both parsers. (RFC 9110 9.1 prefers 501,
   but llhttp cannot tell an unknown method from garbage in every chunking, and one answer for the
   same bytes matters more.) HTTP/0.9 and unknown 1.x versions are 400, 2.0 and later 505.
@@ -25,9 +25,18 @@ from asgi_worker.errors import (
     VersionNotSupported,
 )
 from asgi_worker.http.events import RequestHead
+from asgi_worker.http.keepalive import request_keep_alive
 from asgi_worker.http.limits import HeadLimits
 
-__all__ = ["KNOWN_METHODS", "METHOD_NAMES", "TOKEN_CHARS", "build_head", "is_safe_value", "is_token"]
+__all__ = [
+    "KNOWN_METHODS",
+    "METHOD_NAMES",
+    "TOKEN_CHARS",
+    "build_head",
+    "head_too_large",
+    "is_safe_value",
+    "is_token",
+]
 
 # llhttp's method table (httptools 0.6+); h11 would take any token, so we hold it to the same set.
 KNOWN_METHODS = frozenset(
@@ -91,6 +100,11 @@ def is_safe_value(value: bytes) -> bool:
     return len(value.translate(None, _BREAKING)) == len(value)
 
 
+def head_too_large(limit: int) -> HeadersTooLarge:
+    """The error both adapters answer a head of more than ``limit`` bytes with (431)."""
+    return HeadersTooLarge(f"request head larger than {limit} bytes")
+
+
 # Header names whose value changes framing; everything else passes through untouched.
 _CONTENT_LENGTH, _TRANSFER_ENCODING, _HOST, _CONNECTION, _EXPECT, _UPGRADE = range(6)
 _FRAMING_NAMES = {
@@ -112,13 +126,15 @@ def build_head(
 ) -> RequestHead:
     """Validate a parsed head and settle its framing. ``headers`` must have lowercased names.
 
-    Raises a ``RequestError`` subclass whose ``status`` is the answer to send.
+    Raises a ``RequestError`` subclass whose ``status`` is the answer to send. The head's size in
+    bytes is not checked here: only the adapters see the raw bytes it is measured on (``limits.py``),
+    and they refuse a head past the budget before it is complete, so before this is called.
     """
     _check_request_line(method, target, http_version, limits)
     if limits.fields and len(headers) > limits.fields:
         raise HeadersTooLarge(f"more than {limits.fields} header fields")
-    keep_alive = http_version == "1.1"
-    close = False
+    keep_alive = False  # Connection: keep-alive
+    close = False  # Connection: close
     expect_continue = False
     upgrade_requested = False
     upgrade: bytes | None = None
@@ -126,14 +142,12 @@ def build_head(
     has_body = False
     chunked = False
     hosts = 0
-    head_size = len(target)
     field_size = limits.field_size
     get_kind = _FRAMING_NAMES.get
     for name, value in headers:
         size = len(name) + len(value)
         if field_size and size > field_size:
             raise HeadersTooLarge(f"header field longer than {field_size} bytes")
-        head_size += size + 4
         kind = get_kind(name)
         if kind is None:
             continue
@@ -163,8 +177,6 @@ def build_head(
             expect_continue = http_version == "1.1" and value.strip().lower() == b"100-continue"
         else:
             upgrade = value.strip().lower()
-    if limits.head and head_size > limits.head:
-        raise HeadersTooLarge(f"request head larger than {limits.head} bytes")
     if content_lengths and chunked:
         raise MalformedRequest("both Content-Length and Transfer-Encoding")
     if hosts > 1 or (hosts == 0 and http_version == "1.1"):
@@ -176,7 +188,7 @@ def build_head(
         target,
         http_version,
         headers,
-        keep_alive and not close,
+        request_keep_alive(http_version, close, keep_alive),
         expect_continue,
         upgrade,
         upgrade == b"websocket" and method == "GET" and not (has_body or chunked),

@@ -2,6 +2,17 @@
 
 A limit protects memory, not taste: each is large enough for any real browser or proxy and small
 enough that a hostile client cannot make one connection hold megabytes of half-parsed head.
+
+The head budget (``HeadLimits.head``) counts, for each request on its own, every byte of its head as
+received: from the first byte of the request line through the CRLF of the empty line that ends the
+head. Empty lines before the request line (RFC 9112 2.2 lets a server skip them) are not counted and
+never kept; the body and any request pipelined after it are not part of the head. A head of exactly
+``head`` bytes is read; one byte more is 431, answered as soon as the head's bytes pass the budget,
+without waiting for its end, so an unfinished head never holds more than the budget plus one read.
+Why raw bytes: they are what a client can make us hold (h11 buffers the head whole), and the only
+measure both parsers can take the same way in every chunking. A sum over parsed fields would miss
+the whitespace around values and in the request line, which llhttp skips unseen and h11 buffers,
+and which a client can make as long as it likes.
 """
 
 from __future__ import annotations
@@ -26,8 +37,9 @@ DEFAULT_LIMIT_REQUEST_FIELDS = 100
 # One header line (name + value). gunicorn's limit_request_field_size default. Past it: 431.
 DEFAULT_LIMIT_REQUEST_FIELD_SIZE = 8190
 
-# The whole head. uvicorn's h11 default (h11_max_incomplete_event_size) is 16 KiB, which breaks apps
-# with large cookies; Node.js settled on 16 KiB too, nginx allows 4 x 8 KiB. We take 64 KiB. Past it: 431.
+# The whole head, measured as the module docstring says. uvicorn's h11 default
+# (h11_max_incomplete_event_size, which sets this) is 16 KiB, which breaks apps with large cookies;
+# Node.js settled on 16 KiB too, nginx allows 4 x 8 KiB. We take 64 KiB. Past it: 431.
 DEFAULT_LIMIT_REQUEST_HEAD = 65536
 
 

@@ -9,7 +9,9 @@ h11 is more lenient than llhttp in a few places where the RFC allows either answ
 llhttp's, so both parsers answer the same bytes the same way (``build_head`` does the rest):
 - a bare LF line ending, or obsolete line folding, in the head: 400;
 - empty lines before the request line are skipped (RFC 9112 2.2), which h11 rejects;
-- a request line that never ends is 414, not h11's generic 431.
+- a request line that never ends is 414, not h11's generic 431;
+- the head budget is ours, not h11's: we keep the raw bytes of the head being read anyway, so its
+  size is exact (``limits.py`` defines it) and a head still unfinished past it is 431 at once.
 Like the httptools adapter, ``feed`` never raises for bad input: a ``RequestError`` comes last, and
 with ``switch_websocket`` it stops after a WebSocket handshake head, leaving the rest in ``switched``.
 """
@@ -26,7 +28,7 @@ from asgi_worker.errors import (
     TransferCodingNotImplemented,
 )
 from asgi_worker.http.events import REQUEST_END, BodyChunk, Event
-from asgi_worker.http.headers import build_head
+from asgi_worker.http.headers import build_head, head_too_large
 from asgi_worker.http.limits import HeadLimits
 
 __all__ = ["H11Parser"]
@@ -78,7 +80,7 @@ class H11Parser:
         return bool(self._head_buf)
 
     def _new_connection(self) -> h11.Connection:
-        # A margin over our own head limit, so that build_head decides with the same numbers as httptools.
+        # h11's own guard sits above our budget (checked first, in _take_head_bytes), so it never decides.
         size = self._limits.head + 4096 if self._limits.head else 2**31
         return h11.Connection(h11.SERVER, max_incomplete_event_size=size)
 
@@ -109,10 +111,16 @@ class H11Parser:
         limit = self._limits.request_line
         if (
             limit
-            and buf.find(b"\n", 0, limit + _REQUEST_LINE_SLACK) == -1
             and len(buf) > (limit + _REQUEST_LINE_SLACK)
+            and buf.find(b"\n", 0, limit + _REQUEST_LINE_SLACK) == -1
         ):
             raise TargetTooLong(f"request target longer than {limit} bytes")
+        # buf holds the head from its first byte, then whatever followed it: the head fits the
+        # budget if its blank line ends within the first `limit` bytes. Only searched once buf is
+        # longer than the budget, so a small request costs a length test.
+        limit = self._limits.head
+        if limit and len(buf) > limit and buf.find(b"\r\n\r\n", 0, limit) == -1:
+            raise head_too_large(limit)
         return data
 
     def _drain(self, events: list[Event | RequestError]) -> None:

@@ -5,27 +5,51 @@ events of every request completed or begun in that chunk, in order. Bad input ne
 ``feed``: the ``RequestError`` that answers it is the last item of the list and the parser is dead
 afterwards, so requests pipelined before the garbage are still served (nothing lost).
 
-Upgrade requests: see the ``HttpParserUpgrade`` branch of ``feed``; their body is read like any other,
-except a WebSocket handshake when the server switches for it (``switch_websocket``): then parsing
-stops after its head and ``switched`` holds the bytes that followed, for the WebSocket side.
+Head budget (``limits.py`` defines what counts): llhttp reports no byte offsets, so we cut the stream
+ourselves and hand llhttp one piece at a time: a head up to its blank line, a Content-Length body
+by count, a chunked body up to each blank line that could end it. Every head then starts at an
+offset we know and its size is exact, whatever the chunking. A head still unfinished when it passes
+the budget is refused at once, after llhttp has seen the bytes within the budget (so an earlier 400
+or 414 in them wins, as it does when the same bytes arrive one by one).
+Fast path: a chunk that begins between requests, fits the budget and ends with a blank line (a
+whole GET, or several) goes to llhttp uncut: no head in it can be over the budget and none can be
+left unfinished, so nothing needs measuring.
 
-Memory: llhttp buffers an unfinished token itself, so a client could stream an endless header value.
-Besides the exact checks in ``build_head`` we count the bytes of every chunk that starts and ends
-inside the same head; past the head limit that is a 431 before the head ever completes.
+Upgrade requests: llhttp stops right after the head of a request that asks to switch protocols and
+leaves its body unparsed (see ``_upgraded``); their body is read like any other, except a WebSocket
+handshake when the server switches for it (``switch_websocket``): then parsing stops after its head
+and ``switched`` holds the bytes that followed, for the WebSocket side.
 
 After a request whose answer will close the connection (no keep-alive) the rest is ignored.
 """
 
 from __future__ import annotations
 
+from enum import Enum
+
 import httptools
 
-from asgi_worker.errors import HeadersTooLarge, MalformedRequest, RequestError, TargetTooLong
+from asgi_worker.errors import MalformedRequest, RequestError, TargetTooLong
 from asgi_worker.http.events import REQUEST_END, BodyChunk, Event
-from asgi_worker.http.headers import METHOD_NAMES, build_head
+from asgi_worker.http.headers import METHOD_NAMES, build_head, head_too_large
 from asgi_worker.http.limits import HeadLimits
 
 __all__ = ["HttptoolsParser"]
+
+_BLANK_LINE = b"\r\n\r\n"
+_CHUNKED = -1  # the body length of a chunked request in _body_length's answer
+
+
+class _Reading(Enum):
+    """Where the next byte fed belongs."""
+
+    IDLE = "idle"  # between requests: empty lines, or the first byte of a head
+    HEAD = "head"  # inside a head that began in an earlier chunk
+    FIXED = "fixed"  # inside a Content-Length body
+    CHUNKED = "chunked"  # inside a chunked body
+
+
+_IDLE, _HEAD, _FIXED, _CHUNKED_BODY = _Reading.IDLE, _Reading.HEAD, _Reading.FIXED, _Reading.CHUNKED
 
 
 class _Discard(Exception):
@@ -36,20 +60,23 @@ class HttptoolsParser:
     """Turns request bytes into events with httptools. One instance per connection."""
 
     __slots__ = (
+        "_body_left",
         "_done",
+        "_ended",
         "_events",
         "_head_bytes",
-        "_head_ended",
         "_headers",
         "_keep_alive",
         "_limits",
         "_parser",
+        "_reading",
+        "_reading_head",
         "_swallow_head",
         "_switch_websocket",
         "_switching",
-        "_upgrade_framing",
+        "_tail",
+        "_upgrade_body",
         "_url",
-        "in_head",
         "switched",
     )
 
@@ -62,53 +89,180 @@ class HttptoolsParser:
         self._events: list[Event | RequestError] = []
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self.in_head = False  # part of a request head has arrived but not all of it
-        self._head_ended = False
-        self._head_bytes = 0
+        self._reading = _IDLE
+        self._head_bytes = 0  # bytes of the unfinished head fed so far (_HEAD)
+        self._body_left = 0  # Content-Length bytes still to come (_FIXED)
+        self._tail = b""  # the last bytes fed of an unfinished head or chunked body (_HEAD, _CHUNKED)
+        self._reading_head = False  # llhttp is between on_url and on_headers_complete
+        self._ended = True  # the last request begun has ended
         self._keep_alive = True
         self._done = False
-        self._upgrade_framing: bytes | None = None
+        self._upgrade_body = 0  # body length of an upgrade request answered over HTTP
         self._swallow_head = False
+
+    @property
+    def in_head(self) -> bool:
+        """True while part of a request head has arrived but not all of it."""
+        return self._reading is _HEAD
 
     def feed(self, data: bytes) -> list[Event | RequestError]:
         """Parse ``data``; return the events it completes. A ``RequestError`` can only come last."""
         if self._done:
             return []
         events = self._events = []
-        was_in_head = self.in_head
-        self._head_ended = False
+        size = len(data)
+        limit = self._limits.head
+        pos = 0
+        if self._reading is _IDLE and (size <= limit or not limit) and data.endswith(_BLANK_LINE):
+            pos = self._feed_uncut(data)
+        while pos < size and not self._done:
+            reading = self._reading
+            if reading is _FIXED:
+                pos = self._feed_fixed_body(data, pos)
+            elif reading is _CHUNKED_BODY:
+                pos = self._feed_chunked_body(data, pos)
+            else:
+                pos = self._feed_head(data, pos)
+        return events
+
+    # Cutting the stream. Each step feeds llhttp from ``pos`` and returns where the next step starts.
+
+    def _feed_uncut(self, data: bytes) -> int:
+        offset = self._parse(data)
+        if offset >= 0:
+            return self._upgraded(data, offset)
+        if self._done or self._ended:
+            return len(data)
+        if self._reading_head:  # cannot happen: a chunk ending with a blank line ends every head in it
+            self._fail(MalformedRequest("request head did not end at its blank line"), None)
+            return len(data)
+        received = 0  # a body follows the last head: count what came of it
+        for event in reversed(self._events):
+            if not isinstance(event, BodyChunk):
+                break
+            received += len(event.data)
+        self._enter_body(_body_length(self._headers), received)
+        self._tail = data[-3:]  # bytes from before the body can only add a needless cut
+        return len(data)
+
+    def _feed_head(self, data: bytes, pos: int) -> int:
+        size = len(data)
+        if self._reading is _IDLE:
+            # RFC 9112 2.2: empty lines before a request line are skipped; they are no part of its head.
+            while data[pos] in b"\r\n":
+                pos += 1
+                if pos == size:
+                    return size
+            self._reading = _HEAD
+            self._head_bytes = 0
+            self._tail = b""
+        limit = self._limits.head
+        budget = limit - self._head_bytes if limit else size - pos
+        end = self._blank_line_end(data, pos, min(size, pos + budget))
+        if end < 0:
+            if size - pos > budget:  # past the budget, its end still unseen
+                self._parse(data[pos : pos + budget])
+                self._fail(head_too_large(limit), None)
+                return size
+            piece = data[pos:] if pos else data
+            self._parse(piece)
+            self._head_bytes += size - pos
+            self._keep_tail(piece)
+            return size
+        offset = self._parse(data[pos:end] if pos or end != size else data)
+        self._reading = _IDLE
+        if self._done:
+            return size
+        if self._reading_head:  # cannot happen: llhttp ends a head at its first blank line or fails
+            self._fail(MalformedRequest("request head did not end at its blank line"), None)
+            return size
+        if offset >= 0:
+            return self._upgraded(data, pos + offset)
+        if not self._ended:
+            self._enter_body(_body_length(self._headers), 0)
+            self._tail = b""
+        return end
+
+    def _feed_fixed_body(self, data: bytes, pos: int) -> int:
+        end = min(len(data), pos + self._body_left)
+        self._parse(data[pos:end] if pos or end != len(data) else data)
+        self._body_left -= end - pos
+        if not self._body_left:
+            self._reading = _IDLE
+            if not self._ended and not self._done:  # cannot happen: llhttp frames by the same length
+                self._fail(MalformedRequest("request body did not end at its Content-Length"), None)
+        return end
+
+    def _feed_chunked_body(self, data: bytes, pos: int) -> int:
+        # A chunked body ends with a blank line; chunk data may hold blank lines too. Cutting at
+        # each one and asking llhttp whether the body ended finds the end exactly.
+        size = len(data)
+        end = self._blank_line_end(data, pos, size)
+        if end < 0:
+            end = size
+        piece = data[pos:end] if pos or end != size else data
+        self._parse(piece)
+        if self._ended:
+            self._reading = _IDLE
+        else:
+            self._keep_tail(piece)
+        return end
+
+    def _blank_line_end(self, data: bytes, pos: int, stop: int) -> int:
+        """Where the first CRLF CRLF from ``pos`` ends (it may begin in ``_tail``); -1 if not by ``stop``."""
+        tail = self._tail
+        if tail:
+            found = (tail + data[pos : pos + 3]).find(_BLANK_LINE)
+            if found >= 0:
+                end = pos + found + 4 - len(tail)
+                return end if end <= stop else -1
+        found = data.find(_BLANK_LINE, pos, stop)
+        return found + 4 if found >= 0 else -1
+
+    def _keep_tail(self, piece: bytes) -> None:
+        self._tail = piece[-3:] if len(piece) >= 3 else (self._tail + piece)[-3:]
+
+    def _enter_body(self, length: int, received: int) -> None:
+        """A body of ``length`` (see ``_body_length``) follows; llhttp has parsed ``received`` bytes of it."""
+        if length == _CHUNKED:
+            self._reading = _CHUNKED_BODY
+        elif length > received:
+            self._reading = _FIXED
+            self._body_left = length - received
+        else:  # cannot happen: build_head and llhttp read the same framing headers
+            self._fail(MalformedRequest("request body framing is unclear"), None)
+
+    def _upgraded(self, data: bytes, rest: int) -> int:
+        """llhttp paused after an upgrade head ending at ``rest`` and skipped its body.
+
+        We answer such a request over HTTP, so its body must still be read as a body (else it would
+        be parsed as more requests: smuggling). A fresh parser is primed with a swallowed head with
+        the same framing, then fed the rest as usual.
+        """
+        if self._switching:  # the WebSocket side takes the connection from here
+            self._done = True
+            self.switched = data[rest:]
+            return len(data)
+        self._parser = httptools.HttpRequestParser(self)
+        length, self._upgrade_body = self._upgrade_body, 0
+        if length:
+            self._swallow_head = True
+            self._parse(_stand_in_head(length))
+            self._enter_body(length, 0)
+            self._tail = b""
+        return rest
+
+    def _parse(self, piece: bytes) -> int:
+        """Feed llhttp; return where it paused after an upgrade head, or -1 when it took everything."""
         try:
-            self._parser.feed_data(data)
+            self._parser.feed_data(piece)
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops right after the head of a request that asks to switch protocols and
-            # leaves its body unparsed. We answer such a request over HTTP, so its body must still
-            # be read as a body (else it would be parsed as more requests: smuggling). A fresh
-            # parser is primed with a swallowed head carrying the same framing, then fed the rest.
-            rest = data[exc.args[0] :]
-            if self._switching:  # the WebSocket side takes the connection from here
-                self._done = True
-                self.switched = rest
-                return events
-            self._parser = httptools.HttpRequestParser(self)
-            if self._upgrade_framing is not None:
-                rest = self._upgrade_framing + rest
-                self._upgrade_framing = None
-                self._swallow_head = True
-            if rest and not self._done:
-                events.extend(self.feed(rest))
-            self._events = events
+            return int(exc.args[0])
         except httptools.HttpParserCallbackError as exc:
             self._fail(exc.__context__ if isinstance(exc.__context__, RequestError) else None, exc)
         except httptools.HttpParserError as exc:
             self._fail(None, exc)
-        if self.in_head and not self._done:
-            if was_in_head and not self._head_ended:
-                self._head_bytes += len(data)
-                if self._limits.head and self._head_bytes > 2 * self._limits.head:
-                    self._fail(HeadersTooLarge(f"request head larger than {self._limits.head} bytes"), None)
-            else:
-                self._head_bytes = 0
-        return events
+        return -1
 
     def _fail(self, error: RequestError | None, cause: BaseException | None) -> None:
         if self._done:  # garbage after a closing request is not an error: nobody will read it
@@ -124,12 +278,13 @@ class HttptoolsParser:
     # request is worth it.
 
     def on_url(self, url: bytes) -> None:
-        if self.in_head:  # the target arrived in pieces
+        if self._reading_head:  # the target arrived in pieces
             self._url += url
         else:
             if self._done:  # bytes after a closing request: stop llhttp here, they are never answered
                 raise _Discard
-            self.in_head = True
+            self._reading_head = True
+            self._ended = False
             self._url = url
             self._headers = []
         limit = self._limits.request_line
@@ -137,15 +292,14 @@ class HttptoolsParser:
             raise TargetTooLong(f"request target longer than {limit} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.in_head:  # a trailer field after a chunked body: dropped, as h11 does
+        if not self._reading_head:  # a trailer field after a chunked body: dropped, as h11 does
             return
         # Trailing OWS is not part of the value. The field count and sizes are checked once, by
-        # build_head; meanwhile the byte guard in feed() bounds what a head can make us hold.
+        # build_head; the head's size is bounded as it arrives, by feed.
         self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
-        self._head_ended = True
+        self._reading_head = False
         if self._swallow_head:  # the stand-in head of an upgrade request's body: not a request
             self._swallow_head = False
             return
@@ -160,26 +314,38 @@ class HttptoolsParser:
         )
         self._keep_alive = head.keep_alive
         self._switching = head.websocket and self._switch_websocket
-        if head.upgrade is not None:
-            self._upgrade_framing = _framing_head(head.headers)
+        if parser.should_upgrade():  # llhttp will skip the body (CONNECT too): see _upgraded
+            self._upgrade_body = _body_length(head.headers)
         self._events.append(head)
 
     def on_body(self, body: bytes) -> None:
         self._events.append(BodyChunk(body))
 
     def on_message_complete(self) -> None:
-        if self._upgrade_framing is not None:  # llhttp skipped the body; it ends after the re-parse
+        if self._upgrade_body:  # llhttp skipped the body; it ends after the re-parse
             return
+        self._ended = True
         self._events.append(REQUEST_END)
         if not self._keep_alive:
             self._done = True
 
 
-def _framing_head(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """A stand-in head with the same body framing as ``headers``; None when there is no body."""
+def _body_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The body length ``headers`` announce: ``_CHUNKED``, or 0 when there is no body.
+
+    Only called for a head ``build_head`` accepted: at most one Content-Length, all digits, never
+    beside Transfer-Encoding, which can only be ``chunked``.
+    """
     for name, value in headers:
-        if name == b"content-length" and value != b"0":
-            return b"PUT / HTTP/1.1\r\nHost: -\r\nContent-Length: %b\r\n\r\n" % value
+        if name == b"content-length":
+            return int(value)
         if name == b"transfer-encoding":
-            return b"PUT / HTTP/1.1\r\nHost: -\r\nTransfer-Encoding: chunked\r\n\r\n"
-    return None
+            return _CHUNKED
+    return 0
+
+
+def _stand_in_head(length: int) -> bytes:
+    """A head with the body framing ``length`` stands for (see ``_body_length``)."""
+    if length == _CHUNKED:
+        return b"PUT / HTTP/1.1\r\nHost: -\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return b"PUT / HTTP/1.1\r\nHost: -\r\nContent-Length: %d\r\n\r\n" % length

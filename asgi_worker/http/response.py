@@ -19,6 +19,7 @@ from http import HTTPStatus
 
 from asgi_worker.errors import AppProtocolError
 from asgi_worker.http.headers import is_safe_value, is_token
+from asgi_worker.http.keepalive import head_keep_alive
 
 __all__ = [
     "CHUNKED",
@@ -86,20 +87,22 @@ def plan_response(
     body_length: int | None,
     head_only: bool,
     http10: bool,
-    keep_alive: bool,
+    request_keeps: bool,
+    draining: bool = False,
+    body_complete: bool = True,
 ) -> ResponsePlan:
     """Validate the app's head and encode it with framing headers added.
 
     ``body_length`` is the size of the whole body when the first body message is also the last, else
-    None. ``head_only`` is True for HEAD requests. ``keep_alive`` is the connection's wish; the plan's
-    ``keep_alive`` is the final word (an app's ``connection: close`` or close-delimiting turns it off).
-    Raises ``AppProtocolError`` for an invalid status or header.
+    None. ``head_only`` is True for HEAD requests. ``request_keeps``, ``draining`` and
+    ``body_complete`` are the connection's facts for ``keepalive.head_keep_alive``; the plan's
+    ``keep_alive`` is what the head announces. Raises ``AppProtocolError`` for an invalid status or header.
     """
     if type(status) is not int or not 100 <= status <= 999:
         raise AppProtocolError(f"invalid HTTP status {status!r}")
     parts = [status_line(status), b""]  # slot 1: the default block, chosen after the app's headers
     content_length = -1
-    has_server = has_date = chunked = False
+    has_server = has_date = chunked = app_close = False
     for name, value in headers:
         if not (is_token(name) and is_safe_value(value)):
             raise AppProtocolError(f"invalid response header {name!r}: {value!r}")
@@ -112,10 +115,10 @@ def plan_response(
             elif lname == b"transfer-encoding":
                 chunked = value.strip().lower().endswith(b"chunked")
                 if not chunked:
-                    keep_alive = False  # a coding we do not frame ourselves: delimit by closing
+                    app_close = True  # a coding we do not frame ourselves: delimited by closing
             elif lname == b"connection":
                 if b"close" in value.lower():
-                    keep_alive = False
+                    app_close = True
                 continue  # our own connection header below is the one that counts
             elif lname == b"server":
                 has_server = True
@@ -126,9 +129,10 @@ def plan_response(
     if status < 200 or status == 204 or status == 304:
         framing = NO_BODY
     else:
-        framing, content_length, keep_alive = _frame_body(
-            parts, content_length, chunked, body_length, http10, keep_alive
-        )
+        framing, content_length = _frame_body(parts, content_length, chunked, body_length, http10)
+    keep_alive = head_keep_alive(
+        request_keeps, draining, body_complete, app_close, framing == CLOSE_DELIMITED
+    )
     if not keep_alive:
         parts.append(b"connection: close\r\n\r\n")
     elif http10:
@@ -144,27 +148,26 @@ def _frame_body(
     chunked: bool,
     body_length: int | None,
     http10: bool,
-    keep_alive: bool,
-) -> tuple[int, int, bool]:
-    """``(framing, content length, keep-alive)`` for a response that may have a body; appends the
-    framing header we add, if any, to ``parts``."""
+) -> tuple[int, int]:
+    """``(framing, content length)`` for a response that may have a body; appends the framing
+    header we add, if any, to ``parts``."""
     if content_length >= 0:
-        return CONTENT_LENGTH, content_length, keep_alive
+        return CONTENT_LENGTH, content_length
     if chunked:
         if http10:
             raise AppProtocolError("transfer-encoding: chunked in a response to HTTP/1.0")
-        return CHUNKED, content_length, keep_alive
+        return CHUNKED, content_length
     if body_length is not None:
         parts.append(
             _CONTENT_LENGTH_LINES[body_length]
             if body_length < _CACHED_LENGTHS
             else b"content-length: %d\r\n" % body_length
         )
-        return CONTENT_LENGTH, body_length, keep_alive
+        return CONTENT_LENGTH, body_length
     if http10:
-        return CLOSE_DELIMITED, content_length, False
+        return CLOSE_DELIMITED, content_length
     parts.append(b"transfer-encoding: chunked\r\n")
-    return CHUNKED, content_length, keep_alive
+    return CHUNKED, content_length
 
 
 def encode_chunk(data: bytes) -> bytes:

@@ -3,7 +3,8 @@
 Rules:
 - The HTTP connection hands over its transport (``set_protocol``) after a handshake request; from
   then on every byte goes to the websockets library's sans-I/O ``Protocol`` (``wire.ServerFrames``,
-  which the event loop reads into directly: a ``BufferedProtocol``). It answers pings and close
+  which the event loop reads into directly: a ``BufferedProtocol``; or ``wire.StockFrames``, after
+  one warning, if the installed websockets changed what wire.py relies on). It answers pings and close
   frames itself; after every call we write ``data_to_send()`` (an empty chunk there means "close
   the TCP connection", which the server side does first, RFC 6455 7.1.1).
 - Frames are reassembled here into messages for the session; the library bounds their size
@@ -27,14 +28,13 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from asgi_worker.flow import WriteFlow
-from asgi_worker.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
+from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
 from asgi_worker.http.response import CHUNKED, CHUNKED_END, encode_chunk, encode_error_response, plan_response
 from asgi_worker.http.scope import build_websocket_scope
-from asgi_worker.logs import peer_text
+from asgi_worker.log import peer_text
 from asgi_worker.ws.handshake import Handshake, protocol_logger
 from asgi_worker.ws.session import WsSession
-from asgi_worker.ws.wire import LARGE_PAYLOAD, ReadMemory, ServerFrames
+from asgi_worker.ws.wire import LARGE_PAYLOAD, ReadMemory, StockFrames, frames_type
 
 if TYPE_CHECKING:
     from asgi_worker.context import ServerContext
@@ -96,7 +96,7 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         self.deadline = 0.0
         self._next_ping = self._pong_due = self._close_due = 0.0
         self._handshake: Handshake | None = None
-        self._protocol: ServerFrames | None = None  # set once the app accepts
+        self._protocol: StockFrames | None = None  # set once the app accepts
         self._session: WsSession | None = None
         self._early = b""
         self._fragments: list[bytes] = []
@@ -248,7 +248,9 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
             return
         self._transport.write(self._handshake.switching_head(subprotocol, headers, self._ctx.defaults))
         settings = self._settings
-        protocol = self._protocol = ServerFrames(settings.max_size, protocol_logger, settings.memory)
+        # ServerFrames, or the stock protocol if the installed websockets changed (one warning).
+        frames = frames_type()
+        protocol = self._protocol = frames(settings.max_size, protocol_logger, settings.memory)
         protocol.extensions = self._handshake.extensions
         self._handshake = None
         logger.info("%s [accepted]", self._label)

@@ -24,17 +24,27 @@ Rules:
   progress is dropped at once.
 - Sending: a large frame without extensions leaves as two chunks, our header and the app's own
   payload object (servers never mask, RFC 6455 5.1); every other frame is the library's.
+- All this leans on library internals (the reader, the parser generator, ``writes``, how
+  ``Frame.parse`` reads a payload), which the version cap in pyproject.toml alone does not
+  guard. So the first accepted WebSocket checks them (``library_mismatch``: frames fed through
+  ``ServerFrames``, no I/O, once per process). If one changed, one warning says which, and every
+  WebSocket is served by ``StockFrames``: the library's public API only, slower, same behaviour.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 import struct
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from types import GeneratorType
 from typing import Any, cast
 
-from websockets.frames import Frame
+from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
+from websockets.version import version as websockets_version
 
 __all__ = [
     "AHEAD_BUDGET",
@@ -44,7 +54,12 @@ __all__ = [
     "PayloadReader",
     "ReadMemory",
     "ServerFrames",
+    "StockFrames",
+    "frames_type",
+    "library_mismatch",
 ]
+
+logger = logging.getLogger("asgi_worker.error")
 
 # Payloads at least this long get their own buffer and are read into directly; below it, slicing
 # out of the shared buffer is cheaper than a buffer of their own. Also the 64-bit-length threshold
@@ -175,17 +190,38 @@ class PayloadReader(StreamReader):
             self._memory.ahead -= nbytes
 
 
-class ServerFrames(Protocol):
-    """A server-side websockets ``Protocol`` born OPEN (after our 101), on a ``PayloadReader``.
+class StockFrames(Protocol):
+    """The library's server-side ``Protocol`` as it ships, born OPEN (after our 101).
 
     Contract: everything the library's ``Protocol`` promises, plus ``receive_buffer()`` /
-    ``received(nbytes)`` as the in-place form of ``receive_data(data)``: after ``received``,
-    call ``data_to_send()`` and ``events_received()`` exactly as after ``receive_data``.
-    ``data_to_send()`` may return a large frame as two chunks (header, payload).
+    ``received(nbytes)`` for an ``asyncio.BufferedProtocol``: after writing ``nbytes`` at the start
+    of the memory ``receive_buffer()`` returned (valid until then), call ``received(nbytes)``, then
+    ``data_to_send()`` and ``events_received()`` exactly as after ``receive_data``. Here the bytes
+    land in the shared scratch and go to ``receive_data``: public API only, what every WebSocket
+    uses when ``library_mismatch`` finds a change.
     """
+
+    receive_buffer: Callable[[], memoryview]  # an attribute, not a method: one call less per read
 
     def __init__(self, max_size: int | None, logger: Any, memory: ReadMemory) -> None:
         super().__init__(Side.SERVER, state=State.OPEN, max_size=max_size, logger=logger)
+        scratch = self._scratch = memory.scratch
+        self.receive_buffer = lambda: scratch
+
+    def received(self, nbytes: int) -> None:
+        """``nbytes`` were written into ``receive_buffer()``: hand them to the library."""
+        self.receive_data(bytes(self._scratch[:nbytes]))
+
+
+class ServerFrames(StockFrames):
+    """``StockFrames`` on a ``PayloadReader``: large payloads are read in place, sent uncopied.
+
+    Contract: as ``StockFrames``; ``data_to_send()`` may return a large frame as two chunks
+    (header, payload). Use it only while ``library_mismatch()`` finds nothing (``frames_type``).
+    """
+
+    def __init__(self, max_size: int | None, logger: Any, memory: ReadMemory) -> None:
+        super().__init__(max_size, logger, memory)
         # Swap in our reader before any byte arrives, and restart the parser on it (the one the
         # library started is suspended on the stock reader, which is then dropped).
         reader = self.reader = self._payload_reader = PayloadReader(memory)
@@ -213,3 +249,117 @@ class ServerFrames(Protocol):
         first = (0x80 if frame.fin else 0) | frame.opcode
         # The payload object itself, not a copy: uvloop and asyncio accept any bytes-like chunk.
         self.writes += (_LONG_HEADER(first, 127, len(data)), cast(bytes, data))
+
+
+# The self-check: what ServerFrames relies on beyond the library's documented API, each named for
+# the warning. Attributes first (the precise name of what went missing), then behaviour: a large
+# frame fed in place, one sent, one dropped by a failing connection.
+
+_probe_logger = logging.Logger("asgi_worker.ws.probe")
+_probe_logger.disabled = True  # the probe's protocols log nothing (and so never debug)
+_PROBE_MASK = b"\x5a\xa5\x0f\xf0"
+_PROBE_HEADER = _LONG_HEADER(0x80 | Opcode.BINARY, 0x80 | 127, LARGE_PAYLOAD) + _PROBE_MASK
+
+
+@functools.cache
+def frames_type() -> type[StockFrames]:
+    """The frame protocol for every WebSocket of this process: ``ServerFrames``, or ``StockFrames``
+    after one warning (logger ``asgi_worker.error``) when ``library_mismatch()`` finds a change.
+
+    Checked on the first call, then cached: one check and at most one warning per process."""
+    mismatch = library_mismatch()
+    if mismatch is None:
+        return ServerFrames
+    logger.warning(
+        "websockets %s changed what asgi_worker.ws.wire relies on (%s): WebSockets are served by the "
+        "library's stock Protocol instead, with more copies per large message",
+        websockets_version,
+        mismatch,
+    )
+    return StockFrames
+
+
+def library_mismatch() -> str | None:
+    """The first websockets internal ``ServerFrames`` relies on that is missing or behaves otherwise
+    in the installed version, or None when all hold.
+
+    Cheap and pure: two protocols built, three frames through them, no I/O. Never raises: an error
+    while checking is reported as the mismatch of the step it happened in."""
+    step = "Protocol(Side.SERVER, state=State.OPEN, max_size=None, logger=...)"
+    try:
+        stock = Protocol(Side.SERVER, state=State.OPEN, max_size=None, logger=_probe_logger)
+        for step, holds in _attribute_checks(stock):
+            if not holds():
+                return step
+        step = "ServerFrames on this version"
+        return _behaviour_mismatch()
+    except Exception as exc:  # a changed library may fail in any way: that is the finding
+        return f"{step}: {exc!r}"
+
+
+def _attribute_checks(stock: Protocol) -> list[tuple[str, Callable[[], bool]]]:
+    return [
+        ("Protocol.reader, a StreamReader", lambda: isinstance(stock.reader, StreamReader)),
+        ("StreamReader.buffer, a bytearray", lambda: type(stock.reader.buffer) is bytearray),
+        ("StreamReader.eof, a bool", lambda: stock.reader.eof is False),
+        (
+            "StreamReader.read_exact() and feed_data(), methods",
+            lambda: (
+                inspect.isgeneratorfunction(StreamReader.read_exact)
+                and inspect.isfunction(StreamReader.feed_data)
+            ),
+        ),
+        (
+            "Protocol.parser, the running parse() generator",
+            lambda: (
+                isinstance(stock.parser, GeneratorType) and stock.parser.gi_code is Protocol.parse.__code__
+            ),
+        ),
+        ("Protocol.discard(), a generator method", lambda: inspect.isgeneratorfunction(Protocol.discard)),
+        ("Protocol.send_frame(), a method", lambda: inspect.isfunction(Protocol.send_frame)),
+        ("Protocol.writes, a list", lambda: type(stock.writes) is list),
+        ("Protocol.extensions, a list", lambda: type(stock.extensions) is list),
+        ("Protocol.debug, a bool", lambda: type(stock.debug) is bool),
+    ]
+
+
+def _behaviour_mismatch() -> str | None:
+    memory = ReadMemory(MIN_PAYLOAD_BUFFER)
+    frames = ServerFrames(None, _probe_logger, memory)
+    reader = frames._payload_reader
+    _feed(frames, _PROBE_HEADER)
+    if reader._payload is None:
+        return "Frame.parse() reading a payload with one Protocol.reader.read_exact(length)"
+    _feed(frames, _PROBE_MASK * (LARGE_PAYLOAD // 4))  # masked zeros
+    events = frames.events_received()
+    frame = cast(Frame, events[0]) if len(events) == 1 else None
+    if (
+        frame is None
+        or frame.opcode is not Opcode.BINARY
+        or frame.data != bytes(LARGE_PAYLOAD)
+        or memory.ahead
+    ):
+        failure = f" ({frames.parser_exc!r})" if frames.parser_exc else ""
+        return f"Protocol.parser taking a payload read in place{failure}"
+    payload = bytes(LARGE_PAYLOAD)
+    frames.send_binary(payload)
+    sent = frames.data_to_send()
+    if len(sent) != 2 or sent[1] is not payload:
+        return "Protocol.send_binary() through send_frame(), data_to_send() returning writes"
+    _feed(frames, _PROBE_HEADER)  # a payload in progress when the connection fails
+    frames.fail(1011)
+    if reader._payload is not None or memory.ahead:
+        return "Protocol.fail() replacing the parser with discard()"
+    return None
+
+
+def _feed(frames: ServerFrames, data: bytes) -> None:
+    """``data`` through ``receive_buffer`` / ``received``, as the event loop would write it."""
+    view = memoryview(data)
+    while view:
+        target = frames.receive_buffer()
+        taken = min(len(target), len(view))
+        target[:taken] = view[:taken]
+        del target  # a payload buffer may be handed over (and resized) by the next step
+        frames.received(taken)
+        view = view[taken:]

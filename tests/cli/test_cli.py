@@ -16,9 +16,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.timing import TICK, TIMEOUT
+from tests.processes import in_flight_env, wait_in_flight
+from tests.timing import TICK, TIMEOUT, wait_until
 
 APPS = str(Path(__file__).parent / "apps")
+
+
+def accepting(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port`` (a stopping server does not)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=TICK).close()
+    except OSError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -52,15 +62,7 @@ def server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subp
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=TICK).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(TICK / 2)
+        wait_until(lambda: proc.poll() is not None or accepting(port))  # a test may expect a failed start
         yield proc, port
     finally:
         if proc.poll() is None:
@@ -141,11 +143,12 @@ def test_port_0_logs_the_real_port():
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_gracefully_and_in_flight_request_completes(sig):
-    with server("cliapps:slow") as (proc, port):
+def test_signal_stops_gracefully_and_in_flight_request_completes(sig, tmp_path):
+    marker = tmp_path / "in-flight"
+    with server("cliapps:slow", env=in_flight_env(marker)) as (proc, port):
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
             sock.sendall(b"GET /?1 HTTP/1.1\r\nHost: x\r\n\r\n")
-            time.sleep(3 * TICK)
+            wait_in_flight(marker)
             proc.send_signal(sig)
             data = sock.recv(65536)
         assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" in data
@@ -154,12 +157,16 @@ def test_signal_stops_gracefully_and_in_flight_request_completes(sig):
     assert "Finished server process" in err
 
 
-def test_second_sigint_forces_exit():
-    with server("cliapps:slow") as (proc, port), socket.create_connection(("127.0.0.1", port)) as sock:
+def test_second_sigint_forces_exit(tmp_path):
+    marker = tmp_path / "in-flight"
+    with (
+        server("cliapps:slow", env=in_flight_env(marker)) as (proc, port),
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock,
+    ):
         sock.sendall(b"GET /?30 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(3 * TICK)
+        wait_in_flight(marker)  # a graceful stop would now wait for it
         proc.send_signal(signal.SIGINT)
-        time.sleep(2 * TICK)
+        assert wait_until(lambda: not accepting(port)), "the first SIGINT did not start the stop"
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(TIMEOUT) == 0

@@ -8,6 +8,7 @@ from tests.conftest import read_response
 
 EXACT = {"server_header": False, "date_header": False}
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+CLOSE = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"  # for answers that keep the connection
 ERROR_500 = (
     b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
@@ -90,14 +91,14 @@ def test_invalid_header_refused_never_written(serve):
 def test_invalid_status_is_500(serve):
     with serve(headers_app([], status="abc"), **EXACT) as srv:
         assert exchange(srv) == ERROR_500
-    with serve(headers_app([], status=999), **EXACT) as srv:
-        assert exchange(srv).startswith(b"HTTP/1.1 999 \r\n")
+    with serve(headers_app([], status=999), **EXACT) as srv:  # unknown but well-formed: sent as is
+        assert exchange(srv, CLOSE).startswith(b"HTTP/1.1 999 \r\n")
 
 
 def test_app_server_and_date_replace_defaults(serve):
     app = headers_app([(b"server", b"mine"), (b"date", b"then")])
     with serve(app) as srv:
-        data = exchange(srv, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = exchange(srv, CLOSE)
     head = data.split(b"\r\n\r\n")[0].lower()
     assert head.count(b"\r\nserver:") == 1 and b"server: mine" in head
     assert head.count(b"\r\ndate:") == 1 and b"date: then" in head
@@ -105,10 +106,10 @@ def test_app_server_and_date_replace_defaults(serve):
 
 def test_default_headers_and_switches(serve):
     with serve(headers_app([]), headers=[("X-Custom", " v ")]) as srv:
-        head = exchange(srv, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").split(b"\r\n\r\n")[0]
+        head = exchange(srv, CLOSE).split(b"\r\n\r\n")[0]
     assert b"\r\nserver: asgi-worker\r\n" in head and b"\r\ndate: " in head and b"\r\nx-custom: v\r\n" in head
     with serve(headers_app([]), **EXACT) as srv:
-        head = exchange(srv, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").split(b"\r\n\r\n")[0]
+        head = exchange(srv, CLOSE).split(b"\r\n\r\n")[0]
     assert b"server:" not in head and b"date:" not in head
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import httpx
 
 from asgi_worker import Config, Server
-from tests.timing import TIMEOUT
+from tests.timing import TICK, TIMEOUT, wait_until
 
 
 def lifespan_app(events, startup="complete", hang=None):
@@ -17,7 +18,7 @@ def lifespan_app(events, startup="complete", hang=None):
             message = await receive()
             events.append(message["type"])
             if hang == "startup":
-                await asyncio.sleep(100)
+                await asyncio.sleep(10 * TIMEOUT)  # hangs
             if startup == "failed":
                 await send({"type": "lifespan.startup.failed", "message": "nope"})
                 return
@@ -28,7 +29,7 @@ def lifespan_app(events, startup="complete", hang=None):
             message = await receive()
             events.append(message["type"])
             if hang == "shutdown":
-                await asyncio.sleep(100)
+                await asyncio.sleep(10 * TIMEOUT)  # hangs
             await send({"type": "lifespan.shutdown.complete"})
             return
         events.append(("request", scope["path"]))
@@ -36,9 +37,10 @@ def lifespan_app(events, startup="complete", hang=None):
         state.setdefault("mine", []).append(scope["path"])
         body = f"{sorted(state)} {state.get('db') is not None}".encode()
         if scope["path"] == "/slow":
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(3 * TICK)  # still in flight when the test stops the server
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
+        events.append(("answered", scope["path"]))
 
     return app
 
@@ -49,23 +51,27 @@ def test_order_and_state_copy(serve):
         first = httpx.get(srv.url + "/a", timeout=TIMEOUT).text
         second = httpx.get(srv.url + "/b", timeout=TIMEOUT).text
     assert first == second == "['db', 'mine'] True"  # "mine" from /a is not seen by /b
-    assert events == ["lifespan.startup", ("request", "/a"), ("request", "/b"), "lifespan.shutdown"]
+    assert events == [
+        "lifespan.startup",
+        ("request", "/a"),
+        ("answered", "/a"),
+        ("request", "/b"),
+        ("answered", "/b"),
+        "lifespan.shutdown",
+    ]
 
 
 def test_shutdown_after_drain(serve):
     events = []
     with serve(lifespan_app(events), lifespan="on") as srv:
-        import threading
-
         result = []
         thread = threading.Thread(target=lambda: result.append(httpx.get(srv.url + "/slow", timeout=TIMEOUT)))
         thread.start()
-        deadline = time.monotonic() + TIMEOUT
-        while ("request", "/slow") not in events and time.monotonic() < deadline:
-            time.sleep(0.01)  # stop only once the request is in flight
+        assert wait_until(lambda: ("request", "/slow") in events), "the request never reached the app"
     thread.join(TIMEOUT)
     assert result[0].status_code == 200
-    assert events[-1] == "lifespan.shutdown" and events.index(("request", "/slow")) < len(events) - 1
+    # The server stopped while /slow was in the app: lifespan shutdown came only once it was answered.
+    assert events == ["lifespan.startup", ("request", "/slow"), ("answered", "/slow"), "lifespan.shutdown"]
 
 
 def start(app, **kwargs):
@@ -96,13 +102,18 @@ def test_raising_app_auto_serves_on_does_not_start(serve):
 
 
 def test_startup_timeout():
-    server, took = start(lifespan_app([], hang="startup"), lifespan="on", timeout_lifespan_startup=0.3)
-    assert not server.started and took < 2.0
+    timeout = 3 * TICK
+    server, took = start(lifespan_app([], hang="startup"), lifespan="on", timeout_lifespan_startup=timeout)
+    assert not server.started
+    assert timeout - TICK / 2 < took < timeout + 10 * TICK  # it waited for the timeout, no longer
 
 
 def test_shutdown_timeout(serve):
-    began = None
-    with serve(lifespan_app([], hang="shutdown"), lifespan="on", timeout_lifespan_shutdown=0.3) as srv:
+    timeout = 3 * TICK
+    events = []
+    with serve(lifespan_app(events, hang="shutdown"), lifespan="on", timeout_lifespan_shutdown=timeout) as srv:
         assert httpx.get(srv.url + "/", timeout=TIMEOUT).status_code == 200
         began = time.monotonic()
-    assert time.monotonic() - began < 2.0
+    took = time.monotonic() - began
+    assert events[-1] == "lifespan.shutdown"  # the app got the message, and never answered it
+    assert timeout - TICK / 2 < took < timeout + 10 * TICK  # the server waited for the timeout, no longer

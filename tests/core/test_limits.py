@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 
@@ -10,14 +11,38 @@ import httpx
 import pytest
 
 from tests.conftest import read_response, read_until, run_server
-from tests.timing import TICK, TIMEOUT
+from tests.timing import TICK, TIMEOUT, wait_until
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+SLOW = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def counting_app(counter, delay=0.0):
+class Gate:
+    """Holds requests to ``/slow`` in the app until the test opens the gate (or ``hold`` passes).
+
+    ``entered`` is set once such a request is in the app: the test waits on that state instead of
+    sleeping and hoping the request got there.
+    """
+
+    def __init__(self, hold: float = TIMEOUT) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.hold = hold
+
+    async def wait_opened(self) -> None:
+        deadline = time.monotonic() + self.hold
+        while not self.opened.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(TICK / 10)
+
+
+def counting_app(counter, gate=None):
+    """Records each request's path and answers "ok"; requests to ``/slow`` wait for ``gate``."""
+
     async def app(scope, receive, send):
         counter.append(scope["path"])
-        if delay:
-            await asyncio.sleep(delay)
+        if gate is not None and scope["path"] == "/slow":
+            gate.entered.set()
+            await gate.wait_opened()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -25,12 +50,14 @@ def counting_app(counter, delay=0.0):
 
 
 def test_limit_concurrency_answers_503(serve):
-    with serve(counting_app([], delay=5 * TICK), limit_concurrency=1) as srv, srv.connect() as busy:
-        busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(TICK)
+    gate = Gate()
+    with serve(counting_app([], gate), limit_concurrency=1) as srv, srv.connect() as busy:
+        busy.sendall(SLOW)
+        assert gate.entered.wait(TIMEOUT), "the first request did not reach the app"
         with srv.connect() as second:
-            second.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            second.sendall(GET)
             assert read_response(second).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        gate.opened.set()
         assert read_until(busy, b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
 
 
@@ -41,10 +68,7 @@ def test_limit_max_requests_stops_after_exactly_n(backend):
         for _ in range(5):
             with httpx.Client(timeout=TIMEOUT) as client:
                 assert client.get(srv.url + "/").status_code == 200
-        deadline = time.monotonic() + TIMEOUT
-        while not srv.server.should_exit and time.monotonic() < deadline:
-            time.sleep(TICK / 5)
-        assert srv.server.should_exit
+        assert wait_until(lambda: srv.server.should_exit), "the server did not stop after 5 requests"
     assert len(counter) == 5
     assert srv.server.server_state.total_requests == 5
 
@@ -62,41 +86,37 @@ def test_jitter_bounds_the_limit():
 
 def test_graceful_timeout_cancels_stuck_request(backend, caplog):
     loop, http = backend
-    result = []
-    with run_server(counting_app([], delay=100), loop=loop, http=http, timeout_graceful_shutdown=0.5) as srv:
+    grace = 5 * TICK
+    gate = Gate(hold=10 * TIMEOUT)  # never opened: only the graceful timeout can end the request
+    with run_server(counting_app([], gate), loop=loop, http=http, timeout_graceful_shutdown=grace) as srv:
         sock = srv.connect()
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(TICK)
+        sock.sendall(SLOW)
+        assert gate.entered.wait(TIMEOUT), "the request did not reach the app"
         began = time.monotonic()
-        thread = threading.Thread(target=lambda: result.append(read_response(sock)))
-        thread.start()
     took = time.monotonic() - began
-    thread.join(TIMEOUT)
-    sock.close()
-    assert took < 0.5 + 10 * TICK
-    assert result == [b""]  # closed without a response
+    with sock:
+        assert read_response(sock) == b""  # closed without a response
+    assert grace - TICK < took < grace + 10 * TICK
     assert any("Cancel 1 running task(s)" in r.getMessage() for r in caplog.records)
 
 
 def test_graceful_stop_finishes_in_flight_and_refuses_new(backend):
     loop, http = backend
-    with run_server(counting_app([], delay=5 * TICK), loop=loop, http=http) as srv:
-        busy = srv.connect()
-        idle = srv.connect()
-        busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(TICK)
-        srv.server.should_exit = True
-        time.sleep(TICK)
-        assert read_response(idle, timeout=TIMEOUT) == b""  # idle keep-alive closed at once
-        response = read_response(busy)
-        assert response.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" in response
-        port = srv.port
-        busy.close()
-        idle.close()
-    with pytest.raises(OSError):
-        import socket
-
-        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+    gate = Gate()
+    with run_server(counting_app([], gate), loop=loop, http=http) as srv:
+        with srv.connect() as busy, srv.connect() as idle:
+            idle.sendall(GET)  # answered at once: then an idle keep-alive connection
+            assert read_until(idle, b"ok").endswith(b"\r\n\r\nok")
+            busy.sendall(SLOW)
+            assert gate.entered.wait(TIMEOUT), "the request did not reach the app"
+            srv.server.should_exit = True
+            assert read_response(idle) == b""  # closed while the other request is still in the app
+            with pytest.raises(ConnectionRefusedError):  # and the listener is already gone
+                socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT).close()
+            assert not gate.opened.is_set()
+            gate.opened.set()
+            response = read_response(busy)
+            assert response.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" in response
 
 
 @pytest.mark.parametrize(

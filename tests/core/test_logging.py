@@ -20,16 +20,19 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from asgi_worker.accessformat import ATOMS, AccessEntry, clf_time, compile_access_format
 from asgi_worker.errors import ConfigError
-from asgi_worker.jsonlog import JsonFormatter, iso_time
-from asgi_worker.logs import (
+from asgi_worker.log import (
     AccessFormatter,
     DefaultFormatter,
+    JsonFormatter,
+    compile_access_format,
     configure_logging,
     escape_controls,
     escape_field,
 )
+from asgi_worker.log.access_format import ATOMS, clf_time
+from asgi_worker.log.access_line import AccessEntry
+from asgi_worker.log.json import iso_time
 from tests.conftest import run_server
 from tests.timing import TIMEOUT
 
@@ -304,7 +307,7 @@ class TtyStream(io.StringIO):
         return True
 
 
-def logging_to(stream, formatter="asgi_worker.logs.DefaultFormatter", **formatter_options):
+def logging_to(stream, formatter="asgi_worker.log.DefaultFormatter", **formatter_options):
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -459,7 +462,7 @@ async def logged_app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-def access_config(handler, formatter="asgi_worker.logs.AccessFormatter"):
+def access_config(handler, formatter="asgi_worker.log.AccessFormatter"):
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -24,7 +24,7 @@ from asgi_worker.wsgi import WSGIAdapter, WSGIInput
 from tests.cli.test_cli import server as cli_server
 from tests.conftest import read_exact, read_response, read_until
 from tests.core.test_app_faults import ERROR_500
-from tests.timing import TICK, TIMEOUT
+from tests.timing import TICK, TIMEOUT, wait_until
 
 EXACT = {"server_header": False, "date_header": False, "interface": "wsgi"}
 GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -348,7 +348,7 @@ def test_close_called_when_client_disconnects_mid_response(serve):
             for index in range(100_000):
                 sent.append(index)
                 yield b"x" * 1024
-                time.sleep(TICK / 20)
+                time.sleep(TICK / 20)  # paced like a slow producer, so the client leaves mid-stream
         finally:
             closed.set()  # runs when the server calls the generator's close()
 
@@ -357,9 +357,7 @@ def test_close_called_when_client_disconnects_mid_response(serve):
             sock.sendall(GET)
             assert b"\r\n\r\n" in read_until(sock, b"\r\n\r\n")
         assert closed.wait(TIMEOUT), "the app's iterable was not closed after the client left"
-        count = len(sent)
-        time.sleep(TICK)
-        assert len(sent) == count < 100_000
+        assert len(sent) < 100_000  # closed generators yield no more: it stopped early
 
 
 def test_loop_stays_free_while_a_request_blocks(serve):
@@ -506,10 +504,7 @@ def test_lifespan_answered_and_pool_stopped_at_shutdown(serve, caplog):
         with serve(hello, interface="wsgi", lifespan="on") as srv:
             assert httpx.get(srv.url, timeout=TIMEOUT).text == "hello"
             assert set(wsgi_threads()) - before
-        deadline = time.monotonic() + TIMEOUT
-        while set(wsgi_threads()) - before and time.monotonic() < deadline:
-            time.sleep(TICK / 10)
-    assert not set(wsgi_threads()) - before, "the WSGI pool outlived the server"
+        assert wait_until(lambda: not set(wsgi_threads()) - before), "the WSGI pool outlived the server"
     messages = [r.getMessage() for r in caplog.records]
     assert "Application startup complete." in messages and "Application shutdown complete." in messages
 

@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from tests.gunicorn.harness import gunicorn
-from tests.timing import TICK, TIMEOUT
+from tests.processes import in_flight_env, wait_in_flight
+from tests.timing import TICK, TIMEOUT, wait_until
 
 pytest.importorskip("gunicorn")
 
@@ -80,11 +81,12 @@ def test_limit_request_field_size_gives_431():
         assert answer.startswith(b"HTTP/1.1 431 ")
 
 
-def test_worker_connections_gives_503():
-    with gunicorn("--worker-connections", "1") as g:
+def test_worker_connections_gives_503(tmp_path):
+    marker = tmp_path / "in-flight"
+    with gunicorn("--worker-connections", "1", env=in_flight_env(marker)) as g:
         busy = socket.create_connection(("127.0.0.1", g.port), timeout=TIMEOUT)
         busy.sendall(b"GET /slow?2 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(3 * TICK)
+        wait_in_flight(marker)
         answer = raw_request(g.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         busy.close()
     assert answer.startswith(b"HTTP/1.1 503 ")
@@ -101,7 +103,7 @@ def test_keepalive_closes_an_idle_connection():
         sock.settimeout(TIMEOUT)
         assert sock.recv(1) == b""
         idle = time.monotonic() - started
-    assert 0.8 <= idle < 3.0
+    assert 1 - 2 * TICK <= idle < 1 + 10 * TICK  # --keep-alive 1 is one second
 
 
 def test_max_requests_recycles_the_worker():
@@ -162,11 +164,12 @@ def _hook_file(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_sigterm_is_graceful_and_calls_worker_exit(tmp_path):
     hooks, marker = _hook_file(tmp_path)
-    with gunicorn("--graceful-timeout", "10", "-c", str(hooks)) as g:
+    in_flight = tmp_path / "in-flight"
+    with gunicorn("--graceful-timeout", "10", "-c", str(hooks), env=in_flight_env(in_flight)) as g:
         (worker,) = g.workers()
         conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=TIMEOUT * 2)
         conn.request("GET", "/slow?1")
-        time.sleep(3 * TICK)
+        wait_in_flight(in_flight)
         g.proc.send_signal(signal.SIGTERM)
         response = conn.getresponse()
         assert response.status == 200 and response.getheader("connection") == "close"
@@ -180,11 +183,12 @@ def test_sigterm_is_graceful_and_calls_worker_exit(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT])
 def test_quick_stop_does_not_wait_for_graceful_timeout(tmp_path, sig):
     hooks, marker = _hook_file(tmp_path)
-    with gunicorn("--graceful-timeout", "30", "-c", str(hooks)) as g:
+    in_flight = tmp_path / "in-flight"
+    with gunicorn("--graceful-timeout", "30", "-c", str(hooks), env=in_flight_env(in_flight)) as g:
         (worker,) = g.workers()
         conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=TIMEOUT * 2)
         conn.request("GET", "/slow?60")
-        time.sleep(3 * TICK)
+        wait_in_flight(in_flight)  # a graceful stop would now wait up to 30 s
         started = time.monotonic()
         os.kill(worker.pid, sig)
         psutil.wait_procs([worker], timeout=TIMEOUT)
@@ -210,17 +214,12 @@ def test_sigusr1_reopens_the_access_log(tmp_path):
     logfile = tmp_path / "access.log"
     with gunicorn("--access-logfile", str(logfile)) as g:
         g.get()
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and "GET / " not in logfile.read_text():
-            time.sleep(TICK)
+        assert wait_until(lambda: "GET / " in logfile.read_text()), "the first request was not logged"
         logfile.rename(tmp_path / "access.log.1")
         g.proc.send_signal(signal.SIGUSR1)
-        time.sleep(5 * TICK)
+        assert wait_until(logfile.exists), "the access log was not reopened"
         g.get("/after")
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and not (logfile.exists() and "/after" in logfile.read_text()):
-            time.sleep(TICK)
-    assert "/after" in logfile.read_text()
+        assert wait_until(lambda: "/after" in logfile.read_text()), "the request was not logged"
     assert "/after" not in (tmp_path / "access.log.1").read_text()
 
 
@@ -231,9 +230,15 @@ def test_reload_restarts_the_worker_on_a_code_change(tmp_path):
 
     with gunicorn("--reload", "--pythonpath", f"{tmp_path},{APPS}", app="reloadme:app") as g:
         (first,) = g.workers()
-        time.sleep(5 * TICK)
-        module.write_text("VERSION = 2\nfrom gapps import app\n")
-        g.wait_for("Worker reloading", timeout=TIMEOUT * 2)
+        version = 1
+
+        def edited_and_seen() -> bool:  # the reloader may still be starting: edit until it reports one
+            nonlocal version
+            version += 1
+            module.write_text(f"VERSION = {version}\nfrom gapps import app\n")
+            return wait_until(lambda: "Worker reloading" in g.text(), 10 * TICK)
+
+        assert wait_until(edited_and_seen, TIMEOUT * 2), "the change was not seen"
         g.wait_for("Booting worker", count=2, timeout=TIMEOUT * 2)
         psutil.wait_procs([first], timeout=TIMEOUT)
         assert not first.is_running()

@@ -94,9 +94,9 @@ def test_slow_reader_makes_send_wait(serve):
 
     with serve(app) as srv, small_buffer_socket(srv.port, socket.SO_RCVBUF) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        time.sleep(4 * TICK)  # the client reads nothing
+        time.sleep(4 * TICK)  # the behaviour under test: the client reads nothing for a while
         after_pause = sent[0]
-        time.sleep(TICK)
+        time.sleep(TICK)  # and still nothing: the app's send() must stay blocked meanwhile
         assert sent[0] == after_pause, "send() kept returning while nobody read"
         # The kernel holds up to its send-buffer limit; the server itself must not hold the rest.
         assert after_pause * CHUNK < KERNEL_BUFFERED, f"{after_pause} chunks sent before the client read any"
@@ -129,7 +129,7 @@ def test_slow_streaming_reader_chunked(serve):
 
     with serve(app) as srv, small_buffer_socket(srv.port, socket.SO_RCVBUF) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        time.sleep(3 * TICK)
+        time.sleep(3 * TICK)  # the behaviour under test: the client reads nothing for a while
         after_pause = sent[0]
         assert after_pause < total_chunks, "the whole response was buffered while nobody read"
         data = bytearray()
@@ -143,11 +143,11 @@ def test_slow_streaming_reader_chunked(serve):
 def test_app_that_does_not_read_stops_the_upload(serve):
     payload = bytes(range(256)) * (8 * MIB // 256)
     request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload
-    read_started = threading.Event()
+    may_read = threading.Event()
 
     async def app(scope, receive, send):
-        await asyncio.sleep(10 * TICK)
-        read_started.set()
+        while not may_read.is_set():  # reads nothing until the test has seen the upload stall
+            await asyncio.sleep(TICK / 10)
         digest = hashlib.sha256()
         size = 0
         while True:
@@ -175,15 +175,14 @@ def test_app_that_does_not_read_stops_the_upload(serve):
         sender = threading.Thread(target=upload)
         sender.start()
         try:
-            time.sleep(6 * TICK)
+            time.sleep(6 * TICK)  # the behaviour under test: the app reads nothing for a while
             stalled_at = progress[0]
-            time.sleep(2 * TICK)
-            assert not read_started.is_set()
+            time.sleep(2 * TICK)  # and still nothing: the upload must stay stalled meanwhile
             assert sender.is_alive(), "the whole upload went through while the app read nothing"
             assert progress[0] == stalled_at, "the server kept reading while the app read nothing"
             assert stalled_at < len(request)
 
-            assert read_started.wait(TIMEOUT)
+            may_read.set()
             sender.join(TIMEOUT)
             assert not sender.is_alive(), "the upload did not resume when the app read"
             assert not errors
@@ -195,6 +194,7 @@ def test_app_that_does_not_read_stops_the_upload(serve):
                 assert chunk
                 body += chunk
         finally:
+            may_read.set()  # never leave the app waiting, even when an assertion failed
             if sender.is_alive():
                 sock.shutdown(socket.SHUT_RDWR)  # unblocks the sender's send()
             sender.join(TIMEOUT)

@@ -12,7 +12,7 @@ import socket
 import httpx
 import pytest
 
-from tests.conftest import read_exact, read_until
+from tests.conftest import read_exact, read_response, read_until
 from tests.timing import TICK, TIMEOUT
 
 EXACT = {"server_header": False, "date_header": False}
@@ -32,15 +32,6 @@ def respond(*bodies: bytes, status: int = 200, headers: tuple[tuple[bytes, bytes
             await send({"type": "http.response.body", "body": body, "more_body": more})
 
     return app
-
-
-def read_to_close(sock: socket.socket) -> bytes:
-    """Everything until the server closes; a connection still open after ``TIMEOUT`` fails the test."""
-    sock.settimeout(TIMEOUT)
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    return data
 
 
 def assert_open(sock: socket.socket) -> None:
@@ -173,7 +164,7 @@ def test_no_body_status_streamed_is_not_chunked(serve):
 def test_http10_closes_by_default(serve):
     with serve(respond(b"hi"), **EXACT) as srv, srv.connect() as sock:
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        assert read_to_close(sock) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
+        assert read_response(sock) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
 
 
 def test_http10_keep_alive_on_request(serve):
@@ -188,7 +179,7 @@ def test_http10_keep_alive_on_request(serve):
 def test_http10_streamed_response_is_close_delimited(serve, connection):
     with serve(respond(b"ab", b"cde"), **EXACT) as srv, srv.connect() as sock:
         sock.sendall(b"GET / HTTP/1.0\r\n" + connection + b"\r\n")
-        assert read_to_close(sock) == b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nabcde"
+        assert read_response(sock) == b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nabcde"
 
 
 # Connection: close
@@ -197,13 +188,13 @@ def test_http10_streamed_response_is_close_delimited(serve, connection):
 def test_connection_close_request_closes_after_response(serve):
     with serve(respond(b"hi"), **EXACT) as srv, srv.connect() as sock:
         sock.sendall(GET_CLOSE)
-        assert read_to_close(sock) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
+        assert read_response(sock) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
 
 
 def test_connection_close_request_with_streamed_response(serve):
     with serve(respond(b"ab", b""), **EXACT) as srv, srv.connect() as sock:
         sock.sendall(GET_CLOSE)
-        assert read_to_close(sock) == (
+        assert read_response(sock) == (
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n2\r\nab\r\n0\r\n\r\n"
         )
 
@@ -213,13 +204,13 @@ def test_app_connection_close_header_closes_after_response(serve, value):
     app = respond(b"hi", headers=((b"connection", value),))
     with serve(app, **EXACT) as srv, srv.connect() as sock:
         sock.sendall(GET)
-        assert read_to_close(sock) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
+        assert read_response(sock) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
 
 
 def test_default_headers_come_before_framing_headers(serve):
     with serve(respond(b"hi")) as srv, srv.connect() as sock:
         sock.sendall(GET_CLOSE)
-        data = read_to_close(sock)
+        data = read_response(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"

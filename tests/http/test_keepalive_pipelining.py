@@ -187,7 +187,7 @@ def test_keep_alive_timeout_restarts_after_each_response(serve):
 def test_slow_app_is_not_cut_off_by_the_keep_alive_timeout(serve):
     async def app(scope, receive, send):
         if scope["path"] == "/a":
-            await asyncio.sleep(4 * TICK)
+            await asyncio.sleep(4 * TICK)  # the behaviour under test: longer than the keep-alive timeout
         await echo_path(scope, receive, send)
 
     with serve(app, timeout_keep_alive=TICK, **EXACT) as srv, srv.connect() as sock:
@@ -202,7 +202,7 @@ def test_slow_streaming_app_is_not_cut_off_by_the_keep_alive_timeout(serve):
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for _ in range(3):
-            await asyncio.sleep(1.5 * TICK)
+            await asyncio.sleep(1.5 * TICK)  # each gap longer than both timeouts
             await send({"type": "http.response.body", "body": b"x", "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
@@ -263,5 +263,5 @@ def test_head_sent_slowly_within_the_timeout_is_served(serve):
     with serve(echo_path, timeout_request_header=5 * TICK, **EXACT) as srv, srv.connect() as sock:
         for piece in (b"GET /slowly HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
             sock.sendall(piece)
-            time.sleep(TICK)
+            time.sleep(TICK)  # the behaviour under test: a client that sends its head slowly
         assert Responses(sock).next() == ok(b"/slowly")

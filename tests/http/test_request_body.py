@@ -16,8 +16,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import read_exact, read_until
-from tests.timing import TICK, TIMEOUT
+from tests.conftest import assert_silent, read_exact, read_response, read_until
+from tests.timing import TICK, TIMEOUT, wait_until
 
 EXACT = {"server_header": False, "date_header": False}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -26,18 +26,6 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 def ok(body: bytes, close: bool = False) -> bytes:
     connection = b"connection: close\r\n" if close else b""
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%b\r\n%b" % (len(body), connection, body)
-
-
-def read_to_close(sock: socket.socket) -> bytes:
-    """Everything until the server closes; a connection still open after ``TIMEOUT`` fails the test."""
-    sock.settimeout(TIMEOUT)
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except ConnectionResetError:  # closed with our unread bytes in its buffer: still a close
-        pass
-    return data
 
 
 async def read_body(receive, messages: list | None = None) -> bytes:
@@ -78,7 +66,7 @@ def test_content_length_body_in_pieces(serve):
 
     with serve(app, **EXACT) as srv, srv.connect() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello")
-        time.sleep(2 * TICK)
+        assert wait_until(lambda: messages), "the first piece did not reach the app on its own"
         sock.sendall(b" world")
         assert read_exact(sock, len(ok(b"hello world"))) == ok(b"hello world")
     assert messages == [(5, True), (6, False)]
@@ -103,7 +91,7 @@ def test_chunked_body_sent_chunk_by_chunk(serve):
     with serve(echo_body, **EXACT) as srv, srv.connect() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         for chunk in (b"3;x=1\r\nabc\r\n", b"2\r\nde\r\n", b"0\r\n\r\n"):
-            time.sleep(TICK)
+            time.sleep(TICK)  # the input under test: each chunk arrives in a read of its own
             sock.sendall(chunk)
         assert read_exact(sock, len(ok(b"abcde"))) == ok(b"abcde")
 
@@ -149,19 +137,24 @@ EXPECT_HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-c
 
 
 def test_100_continue_is_sent_when_the_app_reads(serve):
+    may_read = threading.Event()
+    messages: list = []
+
     async def app(scope, receive, send):
-        await asyncio.sleep(2 * TICK)  # no 100 Continue before the app asks for the body
-        await echo_body(scope, receive, send)
+        while not may_read.is_set():  # no 100 Continue before the app asks for the body
+            await asyncio.sleep(TICK / 10)
+        body = await read_body(receive, messages)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
 
     with serve(app, **EXACT) as srv, srv.connect() as sock:
         sock.sendall(EXPECT_HEAD)
-        sock.settimeout(TICK)
-        with pytest.raises(TimeoutError):
-            sock.recv(65536)
+        assert_silent(sock, 2 * TICK)  # the app has not called receive() yet
+        may_read.set()
         assert read_exact(sock, len(CONTINUE)) == CONTINUE
         sock.sendall(b"ab")
-        time.sleep(TICK)  # the app's second receive() waits too: still only one 100 Continue
-        sock.sendall(b"cde")
+        assert wait_until(lambda: messages), "the app did not get the first part"
+        sock.sendall(b"cde")  # its second receive() waited for this: still only one 100 Continue
         assert read_exact(sock, len(ok(b"abcde"))) == ok(b"abcde")
         # The connection is in step: the next request, without Expect, gets no 100 Continue.
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
@@ -175,7 +168,7 @@ def test_100_continue_is_not_sent_when_the_app_answers_without_reading(serve):
 
     with serve(app, **EXACT) as srv, srv.connect() as sock:
         sock.sendall(EXPECT_HEAD)
-        data = read_to_close(sock)
+        data = read_response(sock)
     assert (
         data
         == b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-length: 7\r\nconnection: close\r\n\r\ntoo big"
@@ -210,7 +203,7 @@ def test_unread_body_sent_late_closes_the_connection(serve):
             sock.sendall(b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
-        assert read_to_close(sock) == b""
+        assert read_response(sock) == b""
 
 
 @pytest.mark.parametrize("size", [5, 300_000], ids=["small", "large"])
@@ -225,7 +218,7 @@ def test_unread_pipelined_body_does_not_desync(serve, size):
     first = b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%b" % (size, body)
     with serve(app, **EXACT) as srv, srv.connect() as sock:
         sock.sendall(first + b"GET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = read_to_close(sock)
+        data = read_response(sock)
     assert data in (
         ok(b"/first") + ok(b"/second", close=True),  # the body was read past: keep-alive was safe
         ok(b"/first", close=True),  # the body was not all read: closed instead
@@ -242,7 +235,7 @@ def test_receive_after_the_body_waits_for_the_response_then_disconnects(serve):
     async def app(scope, receive, send):
         record.append(await receive())
         later = asyncio.ensure_future(receive())
-        await asyncio.sleep(2 * TICK)
+        await asyncio.sleep(2 * TICK)  # time for receive() to return, were it wrongly not waiting
         record.append(later.done())
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"a", "more_body": True})
@@ -288,7 +281,10 @@ def disconnect_recorder():
     record: dict = {}
 
     async def app(scope, receive, send):
+        began = False
         while True:
+            if began:
+                waiting.set()  # the request has begun and the app is about to wait in receive() again
             try:
                 message = await asyncio.wait_for(receive(), 7 * TICK)
             except asyncio.TimeoutError:
@@ -297,7 +293,7 @@ def disconnect_recorder():
             if message["type"] == "http.disconnect":
                 record["disconnect_at"] = time.monotonic()
                 break
-            waiting.set()  # the request has begun; the next receive() may wait
+            began = True
         try:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"late", "more_body": True})
@@ -315,7 +311,6 @@ def disconnect_and_wait(srv, app_state, request: bytes, reset: bool = False) -> 
     with srv.connect() as sock:
         sock.sendall(request)
         assert waiting.wait(TIMEOUT)
-        time.sleep(TICK)  # the app is back in receive()
         if reset:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         closed_at = time.monotonic()
@@ -359,7 +354,7 @@ def test_half_closed_client_gets_its_response_then_close(serve):
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for _ in range(2):
-            await asyncio.sleep(TICK / 2)
+            await asyncio.sleep(TICK / 2)  # the response is still being written after the client's FIN
             await send({"type": "http.response.body", "body": b"x", "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
@@ -410,7 +405,8 @@ def test_send_after_disconnect_mid_stream_does_not_raise(serve):
                 if client_gone.is_set():
                     break
                 await asyncio.sleep(TICK / 5)
-            await asyncio.sleep(TICK)  # the server has seen the close by now
+            while (await asyncio.wait_for(receive(), TIMEOUT))["type"] != "http.disconnect":
+                pass  # the server has seen the close once it reports it
             for _ in range(3):
                 await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
             await send({"type": "http.response.body", "body": b""})

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.processes import ServerProcess, free_port, stop_tree
-from tests.timing import TICK, TIMEOUT
+from tests.timing import TIMEOUT, wait_until
 
 APPS = str(Path(__file__).parent / "apps")
 
@@ -91,9 +91,9 @@ class Load:
             thread.join(TIMEOUT * 2)
 
     def wait_requests(self, count: int, timeout: float = TIMEOUT * 6) -> None:
-        deadline = time.monotonic() + timeout
-        while self.ok < count and time.monotonic() < deadline:
-            time.sleep(TICK)
+        """Wait until ``count`` requests got their 200; fails the test after ``timeout``."""
+        answered = wait_until(lambda: self.ok >= count, timeout)
+        assert answered, f"{self.ok} of {count} requests answered; failures: {self.failures[:5]}"
 
     def _run(self) -> None:
         conn: http.client.HTTPConnection | None = None

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from asgi_worker.options import OPTIONS, env_name
+from asgi_worker.config import OPTIONS
+from asgi_worker.options import env_name
 from tests.timing import TIMEOUT
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

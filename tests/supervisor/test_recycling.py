@@ -9,10 +9,12 @@ from __future__ import annotations
 import signal
 import time
 
+import psutil
 import pytest
 
+from tests.processes import in_flight_env, wait_in_flight
 from tests.supervisor.harness import Load, supervise
-from tests.timing import TICK, TIMEOUT
+from tests.timing import TICK, TIMEOUT, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +36,7 @@ def test_max_requests_recycles_twenty_times_without_a_failed_request():
     with supervise("supapps:info", "--workers", "4", "--limit-max-requests", "200") as sup:
         first = {p.pid for p in sup.workers()}
         with Load(sup.port, threads=8) as load:
-            deadline = time.monotonic() + TIMEOUT * 12
-            while sup.log.count("asks to be recycled") < 20 and time.monotonic() < deadline:
-                time.sleep(TICK)
+            wait_until(lambda: sup.log.count("asks to be recycled") >= 20, TIMEOUT * 12)
             recycles = sup.log.count("asks to be recycled")
             load.wait_requests(load.ok + 100)
         assert recycles >= 20, sup.log
@@ -51,17 +51,17 @@ def test_rolling_restart_picks_up_new_code_without_a_failed_request(tmp_path):
     with supervise("rolling:app", "--app-dir", str(tmp_path), "--workers", "4") as sup:
         with Load(sup.port, threads=8, path="/") as load:
             load.wait_requests(300)
+            old = sup.workers()
             app.write_text(_VERSIONED.format(version=2))
             sup.signal(signal.SIGHUP)
             sup.wait_log("All 4 worker(s) ready", count=2, timeout=TIMEOUT * 6)
-            time.sleep(DRAIN_WAIT)
+            _gone, alive = psutil.wait_procs(old, timeout=TIMEOUT)  # drained (idle grace) and gone
+            assert alive == []
             load.wait_requests(load.ok + 300)
         assert load.failures == [], (len(load.failures), load.failures[:5])
         assert {sup.get()["version"] for _ in range(20)} == {2}
         assert {sup.get()["generation"] for _ in range(20)} == {"1"}
 
-
-DRAIN_WAIT = 2.0  # the old workers' idle grace (workers.DRAIN_IDLE_GRACE) plus margin
 
 _VERSIONED = """
 import json, os
@@ -79,11 +79,12 @@ async def app(scope, receive, send):
 """
 
 
-def test_sigterm_under_load_finishes_in_flight_and_exits_0():
+def test_sigterm_under_load_finishes_in_flight_and_exits_0(tmp_path):
     import http.client
     import threading
 
-    with supervise("supapps:info", "--workers", "2") as sup:
+    marker = tmp_path / "in-flight"
+    with supervise("supapps:info", "--workers", "2", env=in_flight_env(marker)) as sup:
         workers = sup.workers()
         results: list[object] = []
 
@@ -103,7 +104,7 @@ def test_sigterm_under_load_finishes_in_flight_and_exits_0():
             slow = [threading.Thread(target=one_slow_request) for _ in range(8)]
             for thread in slow:
                 thread.start()
-            time.sleep(5 * TICK)  # all eight are in flight now
+            wait_in_flight(marker, count=8)
             sup.signal(signal.SIGTERM)
             for thread in slow:
                 thread.join(TIMEOUT * 2)

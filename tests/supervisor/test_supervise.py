@@ -12,8 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.processes import in_flight_env, wait_in_flight
 from tests.supervisor.harness import APPS, free_port, supervise
-from tests.timing import TICK, TIMEOUT
+from tests.timing import TICK, TIMEOUT, wait_until
 
 
 def test_blocked_worker_stack_is_logged_and_it_is_replaced():
@@ -43,10 +44,7 @@ def test_ttin_ttou_change_the_worker_count():
         sup.wait_log("fewer workers", count=1)
         sup.signal(signal.SIGTTOU)  # one at a time: a second identical signal in flight would merge
         sup.wait_log("fewer workers", count=2)
-        deadline = time.monotonic() + TIMEOUT * 2
-        while len(sup.workers()) != 1 and time.monotonic() < deadline:
-            time.sleep(TICK)
-        assert len(sup.workers()) == 1
+        assert wait_until(lambda: len(sup.workers()) == 1, TIMEOUT * 2), sup.workers()
         assert sup.get()["slot"] == "0"
 
 
@@ -64,16 +62,19 @@ def test_reload_on_file_change(tmp_path):
     app = tmp_path / "reloaded.py"
     app.write_text("from supapps import info as app\n")
     args = ("reloaded:app", "--app-dir", str(tmp_path), "--reload", "--reload-dir", str(tmp_path))
-    with supervise(*args, "--reload-delay", "0.1", env={"PYTHONPATH": APPS}) as sup:
+    with supervise(*args, "--reload-delay", str(TICK), env={"PYTHONPATH": APPS}) as sup:
         before = sup.get()["pid"]
-        time.sleep(3 * TICK)
-        app.write_text("from supapps import info as app  # changed\n")
-        sup.wait_log("Detected changes in", timeout=TIMEOUT * 2)
+        edits = 0
+
+        def edited_and_seen() -> bool:  # the watcher may still be starting: edit until it reports one
+            nonlocal edits
+            edits += 1
+            app.write_text(f"from supapps import info as app  # change {edits}\n")
+            return wait_until(lambda: "Detected changes in" in sup.log, 5 * TICK)
+
+        assert wait_until(edited_and_seen, TIMEOUT * 2), "no change was detected"
         sup.wait_log("is ready", count=2)
-        deadline = time.monotonic() + TIMEOUT
-        while sup.get()["pid"] == before and time.monotonic() < deadline:
-            time.sleep(TICK)
-        assert sup.get()["pid"] != before
+        assert wait_until(lambda: sup.get()["pid"] != before), "still served by the old worker"
 
 
 @pytest.mark.parametrize(
@@ -147,15 +148,17 @@ def test_ctrl_c_stops_everything_once_cleanly():
     assert log.count("Shutting down") == 2  # once per worker
 
 
-def test_second_sigint_is_a_quick_stop():
-    with supervise("supapps:info", "--workers", "1", "--timeout-graceful-shutdown", "30") as sup:
+def test_second_sigint_is_a_quick_stop(tmp_path):
+    marker = tmp_path / "in-flight"
+    args = ("supapps:info", "--workers", "1", "--timeout-graceful-shutdown", "30")
+    with supervise(*args, env=in_flight_env(marker)) as sup:
         import http.client
 
         conn = http.client.HTTPConnection("127.0.0.1", sup.port, timeout=TIMEOUT)
         conn.request("GET", "/slow?60")
-        time.sleep(3 * TICK)
+        wait_in_flight(marker)  # a graceful stop would now wait up to 30 s
         sup.signal(signal.SIGINT)
-        time.sleep(3 * TICK)
+        sup.wait_log("Received SIGINT")
         started = time.monotonic()
         sup.signal(signal.SIGINT)
         assert sup.proc.wait(TIMEOUT * 2) == 0
@@ -168,9 +171,11 @@ def test_slot_and_generation_variables():
         answers = [sup.get() for _ in range(20)]
         assert {a["slot"] for a in answers} <= {"0", "1"}
         assert {a["generation"] for a in answers} == {"0"}
+        old = sup.workers()
         sup.signal(signal.SIGHUP)
         sup.wait_log("All 2 worker(s) ready", count=2)
-        time.sleep(2.0)
+        _gone, alive = psutil.wait_procs(old, timeout=TIMEOUT)  # the old generation drains and leaves
+        assert alive == []
         assert {sup.get()["generation"] for _ in range(10)} == {"1"}
 
 
@@ -252,7 +257,11 @@ def test_pid_file_written_and_removed(tmp_path):
 
 
 def test_worker_still_booting_when_the_supervisor_dies_exits_too(tmp_path):
-    (tmp_path / "slowimport.py").write_text("import time\ntime.sleep(1.0)\nfrom supapps import info as app\n")
+    # Booting takes 10 TICK (the behaviour under test: the supervisor dies meanwhile), less than the
+    # TIMEOUT the test waits for the worker to leave.
+    (tmp_path / "slowimport.py").write_text(
+        f"import time\ntime.sleep({10 * TICK})\nfrom supapps import info as app\n"
+    )
     env = {"PYTHONPATH": APPS}
     with supervise("slowimport:app", "--app-dir", str(tmp_path), ready=False, env=env) as sup:
         log = sup.wait_log("Started worker")

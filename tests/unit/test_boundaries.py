@@ -1,8 +1,9 @@
-"""Import rules and public surfaces: what STYLE.md writes down, enforced."""
+"""Import rules and public surfaces: what ARCHITECTURE.md ("Layers") writes down, enforced."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -11,13 +12,14 @@ import pytest
 import asgi_worker
 from asgi_worker import Config
 from asgi_worker.cli import build_parser
-from asgi_worker.options import OPTIONS
+from asgi_worker.config import OPTIONS
 
 PACKAGE = Path(asgi_worker.__file__).parent
 
 # Sans-I/O modules: no event loop, no sockets, no clock, no OS.
 PURE_MODULES = [
     "http/events.py",
+    "http/keepalive.py",
     "http/headers.py",
     "http/limits.py",
     "http/response.py",
@@ -28,6 +30,7 @@ PURE_MODULES = [
     "errors.py",
     "exitcodes.py",
     "clock.py",
+    "log/access_line.py",
     "ws/handshake.py",
     "ws/wire.py",
     "wsgi_environ.py",
@@ -71,20 +74,34 @@ def test_foreign_library_imported_in_one_place(library):
     )
 
 
+def test_layers_point_one_way():
+    # asgi_worker never imports supervisor; http/ reaches ws/ only through context.UpgradeHandler.
+    for path in PACKAGE.rglob("*.py"):
+        assert "supervisor" not in imported_modules(path), path
+    for path in (PACKAGE / "http").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not any(module.startswith("asgi_worker.ws") for module in modules), path
+
+
 def test_public_api():
     assert sorted(asgi_worker.__all__) == ["Config", "H11Worker", "Server", "Worker", "__version__", "run"]
     for name in asgi_worker.__all__:
         assert hasattr(asgi_worker, name)
 
 
-def test_option_table_matches_config_signature():
-    parameters = inspect.signature(Config.__init__).parameters
-    config_only = ("self", "app", "log_config", "ssl_context_factory", "secure_scheme_headers")
-    config_names = [name for name in parameters if name not in config_only]
-    table = {option.name: option for option in OPTIONS if option.name != "log_config"}
-    assert sorted(config_names) == sorted(table)
+def test_option_table_is_configs_keywords():
+    # One declaration per setting: every keyword of Config but the Python-only ones is a CLI row,
+    # with Config's own default, and the table holds nothing Config does not take.
+    parameters = inspect.signature(Config).parameters
+    python_only = ("app", "ssl_context_factory", "secure_scheme_headers")
+    table = {option.name: option for option in OPTIONS}
+    assert sorted(name for name in parameters if name not in python_only) == sorted(table)
+    fields = {field.name: field for field in dataclasses.fields(Config)}
     for name, option in table.items():
-        assert parameters[name].default == option.default, name
+        field = fields[name]
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        assert default == option.default, name
 
 
 def test_cli_flags_come_from_the_table():

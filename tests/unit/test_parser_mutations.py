@@ -1,4 +1,4 @@
-"""Seeded mutation test: untrusted bytes have a closed set of outcomes (STYLE.md principle 6).
+"""Seeded mutation test: untrusted bytes have a closed set of outcomes (ARCHITECTURE.md, "Untrusted input").
 
 Every corpus fixture is mutated ``MUTANTS_PER_FIXTURE`` times (flip or replace a byte, truncate,
 duplicate, delete or swap slices, insert CR, LF, NUL, SP, HTAB, ':' or CRLF), and each mutant is fed
@@ -18,7 +18,8 @@ import random
 from collections.abc import Callable
 
 import pytest
-from test_parsers import CASES, PARSERS, Case, StreamChecker, random_split
+
+from tests.unit.corpus import CASES, PARSERS, Case, StreamChecker, random_split
 
 MUTANTS_PER_FIXTURE = 30
 SEED = 20240917

@@ -8,7 +8,7 @@ import asyncio
 import threading
 import time
 
-from tests.timing import TICK, TIMEOUT
+from tests.timing import TICK, TIMEOUT, wait_until
 from tests.ws.apps import Recorder
 from tests.ws.frames import BINARY, CLOSE, close_payload, encode_frame, open_raw, raw_socket
 
@@ -76,13 +76,12 @@ def test_a_full_queue_stops_reading_and_nothing_is_lost(serve):
             sent, tail = push_until_blocked(sock, encode_frame(BINARY, bytes(8) + b"x" * (MESSAGE - 8)))
             assert sent * MESSAGE < MOST, "the server never stopped reading"
             connection = ws_connection(srv)
-            time.sleep(2 * TICK)  # let the server read what it will
+            assert wait_until(lambda: connection._reading_paused), "the server never paused reading"
             queued = len(connection._session._queue)
-            assert connection._reading_paused
             # One read may bring several messages past the limit, never more than one read holds.
             assert MAX_QUEUE <= queued <= MAX_QUEUE + 256 * 1024 // MESSAGE + 1
             assert queued <= sent
-            time.sleep(3 * TICK)
+            time.sleep(3 * TICK)  # the behaviour under test: paused stays paused while the app lags
             assert len(connection._session._queue) == queued  # not slow: stopped
             release.set()
             sock.sendall(tail + encode_frame(CLOSE, close_payload(1000)))
@@ -108,8 +107,9 @@ def test_messages_arrive_in_order_after_the_app_catches_up(serve):
 
             thread = threading.Thread(target=writer)
             thread.start()
-            time.sleep(2 * TICK)
-            assert len(ws_connection(srv)._session._queue) <= MAX_QUEUE + 256 * 1024 // 1000 + 1
+            connection = ws_connection(srv)
+            assert wait_until(lambda: connection._reading_paused), "the server never paused reading"
+            assert len(connection._session._queue) <= MAX_QUEUE + 256 * 1024 // 1000 + 1
             release.set()
             thread.join(TIMEOUT)
             items = recorder.wait_for(lambda items: items and isinstance(items[-1], dict))
@@ -140,7 +140,7 @@ def test_send_waits_for_a_client_that_does_not_read(serve):
             assert connection.write_paused  # the app is parked in wait_writable
             buffered = connection._transport.get_write_buffer_size()
             assert buffered <= 65536 + size  # the high-water mark plus the message that crossed it
-            time.sleep(2 * TICK)
+            time.sleep(2 * TICK)  # the behaviour under test: the client still reads nothing
             assert len(progress.items) == stalled  # still waiting: nothing more was queued in memory
             frames = [reader.frame() for _ in range(total)]
             sock.sendall(encode_frame(CLOSE, close_payload(1000)))

@@ -235,7 +235,7 @@ def test_accept_twice_is_an_error_after_accept(serve):
     async def app(scope, receive, send):
         await receive()
         await send({"type": "websocket.accept"})
-        await asyncio.sleep(TICK)
+        await asyncio.sleep(TICK)  # the second accept comes once the first is on the wire
         await send({"type": "websocket.accept"})
 
     with serve(app) as srv:

@@ -185,7 +185,7 @@ def test_frames_sent_with_the_handshake_wait_for_accept(serve):
 
     async def slow_accept(scope, receive, send):
         await receive()
-        await asyncio.sleep(TICK)
+        await asyncio.sleep(TICK)  # the behaviour under test: the frames arrive before the accept
         await send({"type": "websocket.accept"})
         for _ in range(3):
             recorder.add(await receive())

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from asgi_worker.ws.wire import EAGER_PAYLOAD, LARGE_PAYLOAD
-from tests.timing import TIMEOUT
+from tests.timing import TICK, TIMEOUT
 from tests.ws.apps import Recorder, client, echo_app
 from tests.ws.frames import BINARY, CONT, TEXT, encode_frame, open_raw
 
@@ -36,7 +36,7 @@ def test_a_large_frame_trickling_in_odd_chunks_is_echoed_whole(serve):
                 sock.sendall(data[at : at + size])
                 at += size
                 if rng.random() < 0.05:
-                    time.sleep(0.001)  # let the server read a partial payload
+                    time.sleep(TICK / 100)  # pacing under test: the server reads a partial payload
             assert reader.frame() == (True, BINARY, payload, False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import pytest
@@ -171,12 +172,19 @@ def test_answered_pings_keep_the_connection_open(serve):
     assert recorder.items[0] == {"type": "websocket.receive", "text": "still here"}
 
 
-def test_websockets_client_answers_pings(serve):
+def test_websockets_client_answers_pings(serve, caplog):
     settings = {"ws_ping_interval": PING_INTERVAL, "ws_ping_timeout": PING_TIMEOUT}
-    with serve(echo_app(), **settings) as srv, client(srv) as ws:
-        time.sleep(2 * (PING_INTERVAL + PING_TIMEOUT))
+    with (
+        caplog.at_level(logging.DEBUG, logger="websockets.client"),
+        serve(echo_app(), **settings) as srv,
+        client(srv) as ws,
+    ):
+        time.sleep(2 * (PING_INTERVAL + PING_TIMEOUT))  # idle past a ping timeout: only pongs keep it open
         ws.send("alive")
         assert ws.recv(timeout=TIMEOUT) == "alive"
+    frames = [r.getMessage().split()[:2] for r in caplog.records if r.name == "websockets.client"]
+    assert frames.count(["<", "PING"]) >= 2, frames  # the server pinged the idle client...
+    assert frames.count([">", "PONG"]) == frames.count(["<", "PING"])  # ...and each ping was answered
 
 
 def test_unfinished_close_handshake_is_cut_off(serve, monkeypatch):

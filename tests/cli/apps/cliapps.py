@@ -1,6 +1,15 @@
 """Apps served by the CLI tests in real subprocesses."""
 
 import asyncio
+import os
+
+
+def _note_in_flight():
+    """A line in $ASGI_WORKER_TEST_IN_FLIGHT (tests/processes.py) when set: this request is in the app."""
+    path = os.environ.get("ASGI_WORKER_TEST_IN_FLIGHT")
+    if path:
+        with open(path, "a") as marker:
+            marker.write(f"{os.getpid()}\n")
 
 
 async def hello(scope, receive, send):
@@ -14,6 +23,7 @@ async def slow(scope, receive, send):
     """Answers after ``?seconds`` (default 1): an in-flight request to stop the server under."""
     if scope["type"] != "http":
         return
+    _note_in_flight()
     await asyncio.sleep(float(scope["query_string"] or b"1"))
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"done"})

@@ -6,6 +6,14 @@ import os
 import time
 
 
+def _note_in_flight():
+    """A line in $ASGI_WORKER_TEST_IN_FLIGHT (tests/processes.py) when set: this request is in the app."""
+    path = os.environ.get("ASGI_WORKER_TEST_IN_FLIGHT")
+    if path:
+        with open(path, "a") as marker:
+            marker.write(f"{os.getpid()}\n")
+
+
 async def app(scope, receive, send):
     """``/`` answers the pid; ``/slow?S`` awaits S seconds; ``/block?S`` blocks the loop S seconds;
     ``/headers`` answers with a custom response header."""
@@ -13,6 +21,7 @@ async def app(scope, receive, send):
         return
     path, query = scope["path"], scope["query_string"].decode()
     if path == "/slow":
+        _note_in_flight()
         await asyncio.sleep(float(query or 1))
     elif path == "/block":
         time.sleep(float(query or 30))

@@ -8,6 +8,14 @@ import time
 _HOARD = []
 
 
+def _note_in_flight():
+    """A line in $ASGI_WORKER_TEST_IN_FLIGHT (tests/processes.py) when set: this request is in the app."""
+    path = os.environ.get("ASGI_WORKER_TEST_IN_FLIGHT")
+    if path:
+        with open(path, "a") as marker:
+            marker.write(f"{os.getpid()}\n")
+
+
 async def info(scope, receive, send):
     """Answers who served it: pid, slot, generation. ``/block?S`` blocks the loop S seconds,
     ``/slow?S`` awaits S seconds, ``/grow?MB`` keeps MB of memory alive in this worker."""
@@ -17,6 +25,7 @@ async def info(scope, receive, send):
     if path == "/block":
         time.sleep(float(query or 30))
     elif path == "/slow":
+        _note_in_flight()
         await asyncio.sleep(float(query or 1))
     elif path == "/grow":
         _HOARD.append(bytearray(int(query or 50) * 1024 * 1024))

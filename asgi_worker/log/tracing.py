@@ -15,7 +15,7 @@ import itertools
 import logging
 from typing import Any
 
-from asgi_worker.logs import TRACE_LOG_LEVEL, escape_controls, peer_text
+from asgi_worker.log.text import TRACE_LOG_LEVEL, escape_controls, peer_text
 from asgi_worker.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["TracingApp", "summarise", "tracing_enabled"]

@@ -2,7 +2,7 @@
 
 Every line has ``time`` (ISO-8601 UTC, milliseconds, ``Z``), ``level``, ``logger``, ``message`` and
 ``pid``; ``exc_info`` holds the formatted traceback when there is one. Access lines add structured
-request fields (see ``accessformat.AccessEntry.json_line``). Output is ASCII only (``\\uXXXX`` escapes
+request fields (see ``access_line.AccessEntry.json_line``). Output is ASCII only (``\\uXXXX`` escapes
 for everything else), so no control character, terminal escape or Unicode line separator can reach
 the log raw; JSON escaping is the whole of the log-injection defence here. Colors never apply.
 """
@@ -43,7 +43,7 @@ def iso_time(wall: float) -> str:
 class JsonFormatter(logging.Formatter):
     """Formats any record as one JSON object; access records (with ``asgi_access``) get their fields.
 
-    Usable from a logging config (``"()": "asgi_worker.jsonlog.JsonFormatter"`` or ini ``class=``);
+    Usable from a logging config (``"()": "asgi_worker.log.JsonFormatter"`` or ini ``class=``);
     ``fmt`` and ``datefmt`` are accepted and ignored.
     """
 

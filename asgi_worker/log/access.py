@@ -6,20 +6,20 @@ log is decided once per server (``AccessLog.enabled``), never per request.
 Two paths:
 - Default configuration (one plain ``StreamHandler`` on ``asgi_worker.access`` whose formatter is
   our ``AccessFormatter`` with its default format, or our ``JsonFormatter``): the line is formatted
-  on the loop (one f-string for the default line; the compiled ``--access-log-format`` function; or
-  the JSON f-string), exactly as that formatter would write it (colors included), lines are batched
+  on the loop (``access_line`` for the default line; the compiled ``--access-log-format`` function;
+  or ``AccessEntry.json_line``), exactly as that formatter would write it (colors included), lines are batched
   per loop iteration, and each batch is handed to a writer thread that only writes. The thread
   releases the GIL while it writes, so it does not compete with the loop (a thread that formats
   records would), and a slow or blocked stdout never stalls the loop: past ``MAX_PENDING``
   unwritten bytes, lines are dropped and counted.
 - Any other configuration (``--log-config``, extra handlers or filters): records go through
   ``logging`` as usual, handed to a ``QueueListener`` thread; filters and formatters apply there.
-  Each record carries an ``accessformat.AccessEntry`` as ``asgi_access``; the text is rendered
-  lazily, over there. The default line keeps uvicorn-like args (see ``logs.AccessFormatter``).
+  Each record carries an ``access_line.AccessEntry`` as ``asgi_access``; the text is rendered
+  lazily, over there. The default line keeps uvicorn-like args (``access_line.record_args``).
 The path and the per-line function are chosen once, in ``start``: ``log`` is rebound, so a line
 costs no branch on settings. Request text is escaped either way: on text lines control characters
-become ``\\xNN`` and ``"``, ``\\`` get a backslash (``logs.escape_field``); JSON lines rely on JSON
-escaping (no log injection).
+become ``\\xNN`` and ``"``, ``\\`` get a backslash (``text.escape_field``); JSON lines rely on JSON
+escaping (no log injection). The words of every line come from ``access_line``.
 """
 
 from __future__ import annotations
@@ -35,17 +35,18 @@ from collections.abc import Callable
 from time import time
 from typing import TextIO
 
-from asgi_worker.accessformat import AccessEntry, CompletedCycle, Render, compile_access_format
-from asgi_worker.jsonlog import JsonFormatter
-from asgi_worker.logs import (
+from asgi_worker.log.access_format import compile_access_format
+from asgi_worker.log.access_line import (
     ACCESS_MESSAGE,
-    DEFAULT_ACCESS_FORMAT,
-    AccessFormatter,
-    escape_field,
-    level_prefix,
-    peer_text,
-    status_text,
+    AccessEntry,
+    CompletedCycle,
+    Render,
+    access_line,
+    record_args,
 )
+from asgi_worker.log.json import JsonFormatter
+from asgi_worker.log.setup import DEFAULT_ACCESS_FORMAT, AccessFormatter
+from asgi_worker.log.text import level_prefix, status_text
 
 __all__ = ["AccessLog"]
 
@@ -162,20 +163,10 @@ class AccessLog:
     # The writer path: one function per kind of line, chosen in start().
 
     def _log_text(self, cycle: CompletedCycle, duration: float) -> None:
-        scope = cycle.scope
-        client = scope["client"]
-        client_text = escape_field(peer_text(client))
-        query = scope["query_string"]
-        target = scope["raw_path"].decode("latin-1")
-        if query:
-            target = f"{target}?{query.decode('latin-1')}"
-        request_line = escape_field(f"{scope['method']} {target} HTTP/{scope['http_version']}")
         lines = self._lines
         if not lines:
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]
-        lines.append(
-            f'{self._prefix}{client_text} - "{request_line}" {status_text(cycle.status, self._colors)}\n'
-        )
+        lines.append(f"{self._prefix}{access_line(cycle.scope, status_text(cycle.status, self._colors))}\n")
 
     def _log_custom(self, cycle: CompletedCycle, duration: float) -> None:
         self._append(self._render(cycle, duration, time()) + "\n")  # type: ignore[misc]
@@ -203,21 +194,7 @@ class AccessLog:
         if self._render is not None:
             record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", (entry,), None)
         else:
-            scope = entry.scope
-            client = scope["client"]
-            query = scope["query_string"]
-            target = scope["raw_path"].decode("latin-1")
-            if query:
-                target = f"{target}?{query.decode('latin-1')}"
-            args = (
-                peer_text(client),
-                scope["method"],
-                target,
-                scope["http_version"],
-                entry.status,
-                entry.bytes_sent,
-                duration,
-            )
+            args = record_args(entry)
             record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, ACCESS_MESSAGE, args, None)
         record.asgi_access = entry
         logger.handle(record)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import time
 
 import httpx
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI
 from pydantic import BaseModel
 
-from tests.timing import TICK, TIMEOUT
+from tests import django_project
+from tests.timing import TIMEOUT, wait_until
 
 
 def starlette_app():
@@ -70,47 +70,6 @@ def fastapi_app():
     return app
 
 
-def django_app():
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            ALLOWED_HOSTS=["*"],
-            ROOT_URLCONF=__name__,
-            SECRET_KEY="test-only",
-            MIDDLEWARE=["django.middleware.common.CommonMiddleware"],
-        )
-    from django.core.asgi import get_asgi_application
-
-    return get_asgi_application()
-
-
-def _django_hello(request):
-    from django.http import HttpResponse
-
-    return HttpResponse(f"hello {request.GET.get('name', 'django')}")
-
-
-def _django_post(request):
-    from django.http import JsonResponse
-
-    return JsonResponse({"method": request.method, "size": len(request.body)})
-
-
-def _urlpatterns():
-    from django.urls import path
-    from django.views.decorators.csrf import csrf_exempt
-
-    return [path("hello/", _django_hello), path("post/", csrf_exempt(_django_post))]
-
-
-def __getattr__(name):  # Django reads ROOT_URLCONF's urlpatterns lazily
-    if name == "urlpatterns":
-        return _urlpatterns()
-    raise AttributeError(name)
-
-
 @pytest.fixture
 def client():
     with httpx.Client(timeout=TIMEOUT) as http:
@@ -134,15 +93,12 @@ def test_fastapi(serve, client):
         created = client.post(srv.url + "/items", json={"name": "pen", "price": 1.5})
         assert created.json() == {"name": "pen", "price": 1.5}
         assert client.post(srv.url + "/items", json={"name": "pen"}).status_code == 422
-        # The background task runs after the response went out: wait for it (bounded).
-        deadline = time.monotonic() + TIMEOUT
-        while client.get(srv.url + "/done").json() != ["pen"] and time.monotonic() < deadline:
-            time.sleep(TICK / 5)
-        assert client.get(srv.url + "/done").json() == ["pen"]
+        # The background task runs after the response went out: wait for it.
+        assert wait_until(lambda: client.get(srv.url + "/done").json() == ["pen"]), "the task never ran"
 
 
 def test_django(serve, client):
-    with serve(django_app(), lifespan="off") as srv:
+    with serve(django_project.http_application(), lifespan="off") as srv:
         assert client.get(srv.url + "/hello/?name=asgi").text == "hello asgi"
         assert client.post(srv.url + "/post/", content=b"a" * 5000).json() == {"method": "POST", "size": 5000}
         assert client.get(srv.url + "/missing/").status_code == 404

@@ -1,5 +1,6 @@
-"""Starlette and FastAPI WebSocket routes served for real on every backend: echo, subprotocol,
-close codes, a denial response, lifespan state. (Django Channels is not installed: skipped.)"""
+"""Starlette, FastAPI and Django Channels WebSocket routes served for real on every backend: echo,
+subprotocol, close codes, a denial response, lifespan state. (Without ``channels`` installed, its
+test is skipped.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from fastapi import Depends, FastAPI, WebSocket, WebSocketDisconnect, WebSocketException, status
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests import django_project
 from tests.timing import TIMEOUT
 from tests.ws.apps import Recorder, client
 
@@ -151,5 +153,24 @@ def test_fastapi_close_code(serve):
         assert ws.close_code == 4003
 
 
-def test_django_channels():
+def test_django_channels_consumer(serve):
     pytest.importorskip("channels", reason="Django Channels is not installed")
+    disconnects = Recorder()
+    with serve(django_project.channels_application(disconnects)) as srv:
+        with client(srv, "/ws/room/lobby/", subprotocols=["chat"]) as ws:
+            assert ws.subprotocol == "chat"
+            assert ws.recv(timeout=TIMEOUT) == "welcome to lobby"
+            ws.send("hello")
+            assert ws.recv(timeout=TIMEOUT) == "lobby: HELLO"
+            ws.send(b"abc")
+            assert ws.recv(timeout=TIMEOUT) == b"cba"
+            ws.close(4000, "done")
+        assert disconnects.wait_len(1) == [4000]
+        with client(srv, "/ws/room/attic/") as ws:
+            assert ws.subprotocol is None
+            assert ws.recv(timeout=TIMEOUT) == "welcome to attic"
+            ws.send("bye")
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=TIMEOUT)
+            assert ws.close_code == 4004
+        assert disconnects.wait_len(2) == [4000, 4004]

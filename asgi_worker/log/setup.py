@@ -1,23 +1,23 @@
-"""Logging setup and the formatters.
+"""Logging setup: levels, our formatters, the default config, ``configure_logging``, the server's lines.
 
 Loggers (operators configure these by name, e.g. in ``--log-config``):
 - ``asgi_worker.error``: server events and app tracebacks; to stderr by default.
-- ``asgi_worker.access``: one line per completed response; to stdout by default (see ``accesslog.py``
-  for the two paths a line can take, and ``accessformat.py`` for ``--access-log-format``).
+- ``asgi_worker.access``: one line per completed response; to stdout by default (see ``log.access``
+  for the two paths a line can take, and ``log.access_format`` for ``--access-log-format``).
 Both sit under ``asgi_worker``, which holds the default stderr handler and does not propagate.
 
 Rules:
 - ``configure_logging`` applies the config, then adapts *our* formatters only (``DefaultFormatter``
   and ``AccessFormatter`` on those loggers and the root): ``--log-format json`` swaps them for
-  ``jsonlog.JsonFormatter``; ``--use-colors/--no-use-colors`` forces colors on or off, and auto
+  ``JsonFormatter``; ``--use-colors/--no-use-colors`` forces colors on or off, and auto
   (the default) colors a handler only when its stream is a tty. An operator's own formatters are
   left exactly as configured. JSON is never colored.
+- ``DefaultFormatter`` and ``AccessFormatter`` give uvicorn's look (``INFO:     message``). Access
+  text is filled in by the formatter, in whichever thread formats the record, never on the event
+  loop, and its words come from ``access_line``.
 - A ``--log-config`` file that is missing, unreadable or rejected by ``logging.config`` is a one-line
   ``ConfigError`` naming the file: .json and .yaml/.yml go to ``dictConfig`` (YAML needs PyYAML),
   anything else to ``fileConfig`` (ini).
-- Request-derived text on a text line goes through ``escape_controls`` (no log injection); on an
-  access line through ``escape_field``, which also escapes ``"`` and ``\\`` as Apache does, so a
-  quoted field (request line, user agent, referer) cannot be closed from inside it.
 """
 
 from __future__ import annotations
@@ -30,29 +30,23 @@ import os
 from typing import Any
 
 from asgi_worker.errors import ConfigError
-from asgi_worker.http.response import reason_phrase
-from asgi_worker.jsonlog import JsonFormatter
+from asgi_worker.log.access_line import access_line, client_field, request_line
+from asgi_worker.log.json import JsonFormatter
+from asgi_worker.log.text import TRACE_LOG_LEVEL, level_prefix, status_text
 
 __all__ = [
+    "DEFAULT_ACCESS_FORMAT",
     "LOGGING_CONFIG",
-    "TRACE_LOG_LEVEL",
+    "LOG_LEVELS",
     "AccessFormatter",
     "DefaultFormatter",
     "configure_logging",
-    "escape_controls",
-    "escape_field",
-    "level_prefix",
-    "peer_text",
-    "status_text",
-    "tag_lines_with_pid",
+    "log_started",
+    "pid_line",
 ]
 
-TRACE_LOG_LEVEL = 5
-logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
-
-# With a plain "%(message)s" formatter an access line reads: client - "request line" status bytes seconds.
-ACCESS_MESSAGE = '%s - "%s %s HTTP/%s" %d %d %.6f'
-
+# The fields of the default access line, for operators who rearrange them in their own ``fmt``. With
+# this format itself the line after the prefix is ``access_line``'s, not a second rendering of it.
 DEFAULT_ACCESS_FORMAT = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
 
 LOG_LEVELS = {
@@ -68,8 +62,8 @@ LOGGING_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "default": {"()": "asgi_worker.logs.DefaultFormatter"},
-        "access": {"()": "asgi_worker.logs.AccessFormatter"},
+        "default": {"()": "asgi_worker.log.DefaultFormatter"},
+        "access": {"()": "asgi_worker.log.AccessFormatter"},
     },
     "handlers": {
         "default": {"formatter": "default", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
@@ -81,96 +75,6 @@ LOGGING_CONFIG: dict[str, Any] = {
         "asgi_worker.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }
-
-_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_FIELD_ESCAPES = {**_CONTROL_ESCAPES, ord('"'): '\\"', ord("\\"): "\\\\"}
-
-
-def peer_text(client: tuple[str, int] | None) -> str:
-    """``host:port`` of a scope's ``client`` for a log line (``-`` for none, e.g. a UNIX socket)."""
-    return f"{client[0]}:{client[1]}" if client else "-"
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with control characters written as ``\\xNN``, safe to put on one log line.
-
-    C0, DEL and C1 (8-bit terminal escapes) become ``\\xNN``; any other non-printable character (line
-    and paragraph separators, bidi overrides) becomes ``\\uNNNN``. Printable text is returned as is,
-    after one C-level check.
-    """
-    return text if text.isprintable() else _escaped(text, _CONTROL_ESCAPES)
-
-
-def escape_field(text: str) -> str:
-    """``text`` for a field of a text access line: ``escape_controls``, plus ``"`` as ``\\"`` and
-    ``\\`` as ``\\\\`` (Apache's rule), so no field can end early and no escape can be forged."""
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return text
-    return _escaped(text, _FIELD_ESCAPES)
-
-
-def _escaped(text: str, table: dict[int, str]) -> str:
-    text = text.translate(table)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
-
-
-def _escape_char(char: str) -> str:
-    code = ord(char)
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
-# ANSI SGR codes, as uvicorn picks them (via click) for level names and status classes.
-_LEVEL_COLORS = {
-    TRACE_LOG_LEVEL: "34",
-    logging.DEBUG: "36",
-    logging.INFO: "32",
-    logging.WARNING: "33",
-    logging.ERROR: "31",
-    logging.CRITICAL: "91",
-}
-_STATUS_COLORS = {1: "97", 2: "32", 3: "33", 4: "31", 5: "91"}
-
-
-def _colored(text: str, code: str | None) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if code else text
-
-
-# " [pid]" after the level on every text line of a supervisor's worker (``tag_lines_with_pid``).
-_PROCESS_TAG = ""
-
-
-def tag_lines_with_pid() -> None:
-    """From now on, text log lines of this process carry its pid: ``INFO:     [1234] message``.
-
-    Called by a supervisor's worker before logging starts, so interleaved lines can be told apart.
-    """
-    global _PROCESS_TAG
-    _PROCESS_TAG = f" [{os.getpid()}]"
-
-
-def level_prefix(levelname: str, levelno: int, colors: bool) -> str:
-    """``INFO:     `` (name and colon padded to nine columns), the name colored when ``colors``."""
-    pad = " " * (8 - len(levelname))
-    if colors:
-        levelname = _colored(levelname, _LEVEL_COLORS.get(levelno))
-    return f"{levelname}:{pad}{_PROCESS_TAG}"
-
-
-_STATUS_TEXTS: tuple[dict[int, str], dict[int, str]] = ({}, {})  # plain, colored
-
-
-def status_text(status: int, colors: bool = False) -> str:
-    """``200 OK`` (colored by status class when ``colors``); cached per status."""
-    table = _STATUS_TEXTS[colors]
-    text = table.get(status)
-    if text is None:
-        text = f"{status} {reason_phrase(status)}".rstrip()
-        if colors:
-            text = _colored(text, _STATUS_COLORS.get(status // 100))
-        table[status] = text
-    return text
 
 
 class DefaultFormatter(logging.Formatter):
@@ -198,11 +102,10 @@ class DefaultFormatter(logging.Formatter):
 class AccessFormatter(DefaultFormatter):
     """Formats access records: ``INFO:     127.0.0.1:5000 - "GET /?q HTTP/1.1" 200 OK``.
 
-    Our records carry ``asgi_access`` (an ``accessformat.AccessEntry``) and, for the default line,
-    args ``(client, method, target, http_version, status, size, duration)``; ``%(client_addr)s``,
-    ``%(request_line)s`` and ``%(status_code)s`` are filled in here, in the logging thread, never
-    on the event loop. With ``--access-log-format`` and this formatter's default ``fmt`` the line is
-    the formatted atoms alone, as on the writer path.
+    Our records carry ``asgi_access`` (an ``access_line.AccessEntry``). With the default ``fmt`` the
+    line is the level prefix and ``access_line``, or, under ``--access-log-format``, the formatted
+    atoms alone, as on the writer path. Any other ``fmt`` may use ``%(client_addr)s``,
+    ``%(request_line)s`` and ``%(status_code)s``, filled in here.
     """
 
     def __init__(
@@ -217,19 +120,18 @@ class AccessFormatter(DefaultFormatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         fields = record.__dict__
         entry = fields.get("asgi_access")
-        if entry is not None:
-            if entry.render is not None and self._fmt == DEFAULT_ACCESS_FORMAT:
+        if entry is None:
+            return super().formatMessage(record)
+        colors = bool(self.use_colors)
+        if self._fmt == DEFAULT_ACCESS_FORMAT:
+            if entry.render is not None:
                 return record.message
-            fields["client_addr"] = entry.client_text()
-            fields["request_line"] = entry.request_line()
-            fields["status_code"] = status_text(entry.status, bool(self.use_colors))
-        else:
-            args = record.args
-            if isinstance(args, tuple) and len(args) == 7:
-                client, method, target, version, status, _size, _duration = args
-                fields["client_addr"] = client
-                fields["request_line"] = escape_field(f"{method} {target} HTTP/{version}")
-                fields["status_code"] = status_text(status, bool(self.use_colors))  # type: ignore[arg-type]
+            prefix = level_prefix(record.levelname, record.levelno, colors)
+            return f"{prefix} {access_line(entry.scope, status_text(entry.status, colors))}"
+        scope = entry.scope
+        fields["client_addr"] = client_field(scope)
+        fields["request_line"] = request_line(scope)
+        fields["status_code"] = status_text(entry.status, colors)
         return super().formatMessage(record)
 
 

@@ -1,4 +1,4 @@
-"""What an access line says: the default line, ``--access-log-format`` (gunicorn's atoms) and JSON.
+"""``--access-log-format``: gunicorn's atoms, compiled once into one function.
 
 ``compile_access_format`` turns a format into one generated function, once, at startup: the format
 becomes a positional ``%`` template and each atom one small expression, so a line costs one ``%``
@@ -28,31 +28,14 @@ import binascii
 import os
 import re
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from asgi_worker.errors import ConfigError
-from asgi_worker.jsonlog import iso_time, json_string
-from asgi_worker.logs import escape_field, peer_text, status_text
+from asgi_worker.log.access_line import Render, request_line
+from asgi_worker.log.text import escape_field
 
-__all__ = ["ATOMS", "AccessEntry", "CompletedCycle", "Render", "clf_time", "compile_access_format"]
+__all__ = ["ATOMS", "clf_time", "compile_access_format"]
 
-
-class CompletedCycle(Protocol):
-    """What an access line reads from a finished request (``HttpCycle`` has all of it)."""
-
-    @property
-    def scope(self) -> dict[str, Any]: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def bytes_sent(self) -> int: ...
-    @property
-    def response_headers(self) -> Any: ...
-
-
-Render = Callable[[CompletedCycle, float, float], str]
-"""A compiled format: ``render(cycle, duration_seconds, wall_time) -> line`` (no newline)."""
 
 # atom -> the expression that renders it. Names: c (the cycle), scope, req / resp (request headers /
 # the wanted response headers, lowercased name -> value), us (duration in microseconds), wall.
@@ -121,16 +104,6 @@ def _user(authorization: bytes | None) -> str:
         return "-"
     user = decoded.partition(b":")[0].decode("utf-8", "backslashreplace")
     return escape_field(user) if user else "-"
-
-
-def _target(scope: dict[str, Any]) -> str:
-    query = scope["query_string"]
-    target: str = scope["raw_path"].decode("latin-1")
-    return f"{target}?{query.decode('latin-1')}" if query else target
-
-
-def _request_line(scope: dict[str, Any]) -> str:
-    return escape_field(f"{scope['method']} {_target(scope)} HTTP/{scope['http_version']}")
 
 
 def _pick_lower(headers: Any, wanted: frozenset[bytes]) -> dict[bytes, bytes]:
@@ -220,75 +193,9 @@ def _generate(
         _host=_host,
         _text=_text,
         _user=_user,
-        _request_line=_request_line,
+        _request_line=request_line,
         _pick_lower=_pick_lower,
     )
     exec(compile("\n".join(lines), "<access_log_format>", "exec"), namespace)
     render: Render = namespace["render"]
     return render
-
-
-class AccessEntry:
-    """One completed response, frozen for a formatter that runs later or in another thread.
-
-    Records on the ``logging`` path carry one as ``record.asgi_access``; the JSON writer path builds
-    one per line. Pickles as its message text (for socket and queue handlers in other processes).
-    """
-
-    __slots__ = ("_line", "bytes_sent", "duration", "render", "response_headers", "scope", "status", "wall")
-
-    def __init__(self, cycle: CompletedCycle, duration: float, wall: float, render: Render | None) -> None:
-        self.scope = cycle.scope
-        self.status = cycle.status
-        self.bytes_sent = cycle.bytes_sent
-        self.response_headers = cycle.response_headers
-        self.duration = duration
-        self.wall = wall
-        self.render = render
-        self._line: str | None = None
-
-    def client_text(self) -> str:
-        """``host:port`` of the client (escaped), or ``-``."""
-        client = self.scope["client"]
-        return escape_field(peer_text(client))
-
-    def request_line(self) -> str:
-        """``GET /path?query HTTP/1.1``, escaped."""
-        return _request_line(self.scope)
-
-    def message(self) -> str:
-        """The line without level prefix: the ``--access-log-format`` line, or the default one."""
-        line = self._line
-        if line is None:
-            if self.render is not None:
-                line = self.render(self, self.duration, self.wall)
-            else:
-                line = f'{self.client_text()} - "{self.request_line()}" {status_text(self.status)}'
-            self._line = line
-        return line
-
-    __str__ = message
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (str, (self.message(),))
-
-    def json_line(self, pid: int) -> str:
-        """The access line as one JSON object (no newline): the common keys, then the request's fields."""
-        scope = self.scope
-        client = scope["client"]
-        headers = dict(scope["headers"])
-        return (
-            f'{{"time":"{iso_time(self.wall)}","level":"INFO","logger":"asgi_worker.access",'
-            f'"message":{json_string(self.message())},"pid":{pid},'
-            f'"client":{json_string(f"{client[0]}:{client[1]}") if client else "null"},'
-            f'"method":{json_string(scope["method"])},"path":{json_string(scope["path"])},'
-            f'"query":{json_string(scope["query_string"].decode("latin-1"))},'
-            f'"http_version":{json_string(scope["http_version"])},"status":{self.status},'
-            f'"bytes":{self.bytes_sent},"duration_ms":{self.duration * 1000:.3f},'
-            f'"referer":{_json_header(headers.get(b"referer"))},'
-            f'"user_agent":{_json_header(headers.get(b"user-agent"))}}}'
-        )
-
-
-def _json_header(value: bytes | None) -> str:
-    return "null" if value is None else json_string(value.decode("latin-1"))
