@@ -43,6 +43,7 @@ from asgi_worker.options import (
 )
 from asgi_worker.tls import TlsSettings, create_ssl_context
 from asgi_worker.types import ASGIApp
+from asgi_worker.wsgi import WSGI_THREADS
 
 __all__ = ["OPTIONS", "Config"]
 
@@ -72,8 +73,6 @@ DEFAULT_WS_MAX_QUEUE = 32
 DEFAULT_WS_PING_INTERVAL = 20.0
 DEFAULT_WS_PING_TIMEOUT = 20.0
 
-# Threads that run a WSGI app's calls, per process: the pool size uvicorn's WSGI middleware used.
-DEFAULT_WSGI_THREADS = 10
 
 
 @dataclass(eq=False)
@@ -118,7 +117,7 @@ class Config:
     lifespan: LifespanName = setting("auto", "Lifespan implementation.")
     interface: InterfaceName = setting("auto", "Select ASGI3, ASGI2 or WSGI as the application interface.")
     wsgi_threads: int = setting(
-        DEFAULT_WSGI_THREADS,
+        WSGI_THREADS,
         "Threads that run a WSGI app's calls in each process (--interface wsgi).",
         low=1,
     )

@@ -16,7 +16,8 @@ Rules:
   With watchfiles a new directory is walked once: files written into it before its OS watch
   existed would otherwise go unseen.
 - The watcher thread only observes and calls back: ``on_change`` runs on it, so it should only record
-  the request for the arbiter's loop to act on, as signal handlers do (ARCHITECTURE.md, "Signal handlers only record").
+  the request for the arbiter's loop to act on, as signal handlers do (ARCHITECTURE.md, "Signal
+  handlers only record").
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ import psutil
 
 from tests.timing import TICK, TIMEOUT, wait_until
 
-
 IN_FLIGHT_ENV = "ASGI_WORKER_TEST_IN_FLIGHT"
 """The test apps append their pid as a line to the file this variable names when a slow request
 reaches them: a test that must act while a request is in flight waits for the line, not a sleep."""

@@ -209,7 +209,7 @@ class HttpCycle:
         """ASGI ``receive``: the request body in order, then ``http.disconnect`` when the exchange ends."""
         if not self._body_handed:
             if not (self._chunks or self.body_done or self._disconnected):
-                if self._expect_continue and self.state is _AWAITING_START:
+                if self._expect_continue and self._plan is None:  # no response byte written yet
                     self._expect_continue = False
                     self._host.write(CONTINUE_RESPONSE)
                 await self._wait()
@@ -264,7 +264,7 @@ class HttpCycle:
         plan = self._plan
         if plan is None:
             scope = self.scope
-            plan = self._plan = plan_response(
+            plan = plan_response(
                 self.status,
                 self._headers,
                 host.defaults,
@@ -286,7 +286,8 @@ class HttpCycle:
                 self.bytes_sent = size
                 host.write(plan.head + body)
             else:
-                self._write_body(plan, body, more, plan.head)
+                self._write_body(plan, body, more, plan.head)  # raises before writing a wrong length
+            self._plan = plan  # set once the head is written: until then a failure is still a clean 500
         else:
             self._write_body(plan, body, more, b"")
         if not more:

@@ -8,7 +8,10 @@ the head, so the connection never asks the parser again.
 
 from __future__ import annotations
 
-__all__ = ["REQUEST_END", "BodyChunk", "Event", "RequestEnd", "RequestHead"]
+__all__ = ["BODY_CHUNKED", "REQUEST_END", "BodyChunk", "Event", "RequestEnd", "RequestHead"]
+
+# ``RequestHead.body_length`` of a request with a chunked body (its length is not announced).
+BODY_CHUNKED = -1
 
 
 class RequestHead:
@@ -18,10 +21,12 @@ class RequestHead:
     ``upgrade`` is the lowercased ``Upgrade`` token when the client asked to switch protocols with
     ``Connection: upgrade``, else ``None``. ``websocket`` is True for a bodiless GET whose upgrade
     is ``websocket``: the request a server with WebSockets on switches for (a parser told to
-    switch stops reading HTTP after it).
+    switch stops reading HTTP after it). ``body_length`` is the body the head announces: its
+    Content-Length, ``BODY_CHUNKED``, or 0 for none.
     """
 
     __slots__ = (
+        "body_length",
         "expect_continue",
         "headers",
         "http_version",
@@ -42,6 +47,7 @@ class RequestHead:
         expect_continue: bool,
         upgrade: bytes | None,
         websocket: bool = False,
+        body_length: int = 0,
     ) -> None:
         self.method = method
         self.target = target
@@ -51,6 +57,7 @@ class RequestHead:
         self.expect_continue = expect_continue
         self.upgrade = upgrade
         self.websocket = websocket
+        self.body_length = body_length
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method} {self.target!r} HTTP/{self.http_version})"

@@ -24,7 +24,7 @@ from asgi_worker.errors import (
     TransferCodingNotImplemented,
     VersionNotSupported,
 )
-from asgi_worker.http.events import RequestHead
+from asgi_worker.http.events import BODY_CHUNKED, RequestHead
 from asgi_worker.http.keepalive import request_keep_alive
 from asgi_worker.http.limits import HeadLimits
 
@@ -139,7 +139,7 @@ def build_head(
     upgrade_requested = False
     upgrade: bytes | None = None
     content_lengths = 0
-    has_body = False
+    content_length = 0
     chunked = False
     hosts = 0
     field_size = limits.field_size
@@ -157,7 +157,7 @@ def build_head(
                 raise MalformedRequest("more than one Content-Length header")
             if not value.isdigit():
                 raise MalformedRequest("Content-Length is not a number")
-            has_body = value.strip(b"0") != b""
+            content_length = int(value)
         elif kind == _TRANSFER_ENCODING:
             if chunked or value.strip().lower() != b"chunked":
                 raise TransferCodingNotImplemented("only Transfer-Encoding: chunked is supported")
@@ -191,7 +191,8 @@ def build_head(
         request_keep_alive(http_version, close, keep_alive),
         expect_continue,
         upgrade,
-        upgrade == b"websocket" and method == "GET" and not (has_body or chunked),
+        upgrade == b"websocket" and method == "GET" and not (content_length or chunked),
+        BODY_CHUNKED if chunked else content_length,
     )
 
 

@@ -11,9 +11,10 @@ by count, a chunked body up to each blank line that could end it. Every head the
 offset we know and its size is exact, whatever the chunking. A head still unfinished when it passes
 the budget is refused at once, after llhttp has seen the bytes within the budget (so an earlier 400
 or 414 in them wins, as it does when the same bytes arrive one by one).
-Fast path: a chunk that begins between requests, fits the budget and ends with a blank line (a
-whole GET, or several) goes to llhttp uncut: no head in it can be over the budget and none can be
-left unfinished, so nothing needs measuring.
+Fast path: a chunk that begins between requests and fits the budget goes to llhttp uncut up to the
+last blank line near its end (all of a whole GET, or several; a POST up to its body). No head in it
+can be over the budget, and none can be left unfinished at a blank line (a head cannot begin with
+CR or LF, so one in progress there would contain it and end at it), so nothing needs measuring.
 
 Upgrade requests: llhttp stops right after the head of a request that asks to switch protocols and
 leaves its body unparsed (see ``_upgraded``); their body is read like any other, except a WebSocket
@@ -30,14 +31,16 @@ from enum import Enum
 import httptools
 
 from asgi_worker.errors import MalformedRequest, RequestError, TargetTooLong
-from asgi_worker.http.events import REQUEST_END, BodyChunk, Event
+from asgi_worker.http.events import BODY_CHUNKED, REQUEST_END, BodyChunk, Event
 from asgi_worker.http.headers import METHOD_NAMES, build_head, head_too_large
 from asgi_worker.http.limits import HeadLimits
 
 __all__ = ["HttptoolsParser"]
 
 _BLANK_LINE = b"\r\n\r\n"
-_CHUNKED = -1  # the body length of a chunked request in _body_length's answer
+# How far from the end of a chunk the fast path looks for a blank line: past a small body to the end
+# of its head, but not through a large body (which takes the cut path, whose search stops at the head).
+_LOOKBACK = 2048
 
 
 class _Reading(Enum):
@@ -61,6 +64,7 @@ class HttptoolsParser:
 
     __slots__ = (
         "_body_left",
+        "_body_length",
         "_done",
         "_ended",
         "_events",
@@ -92,6 +96,7 @@ class HttptoolsParser:
         self._reading = _IDLE
         self._head_bytes = 0  # bytes of the unfinished head fed so far (_HEAD)
         self._body_left = 0  # Content-Length bytes still to come (_FIXED)
+        self._body_length = 0  # RequestHead.body_length of the last head
         self._tail = b""  # the last bytes fed of an unfinished head or chunked body (_HEAD, _CHUNKED)
         self._reading_head = False  # llhttp is between on_url and on_headers_complete
         self._ended = True  # the last request begun has ended
@@ -111,10 +116,23 @@ class HttptoolsParser:
             return []
         events = self._events = []
         size = len(data)
-        limit = self._limits.head
         pos = 0
-        if self._reading is _IDLE and (size <= limit or not limit) and data.endswith(_BLANK_LINE):
-            pos = self._feed_uncut(data)
+        if self._reading is _IDLE:
+            limit = self._limits.head
+            if size <= limit or not limit:
+                found = data.rfind(_BLANK_LINE, size - _LOOKBACK if size > _LOOKBACK else 0)
+                if found >= 0:  # the fast path (see the module docstring); _parse inlined
+                    pos = found + 4
+                    piece = data if pos == size else data[:pos]
+                    try:
+                        self._parser.feed_data(piece)
+                    except httptools.HttpParserUpgrade as exc:
+                        pos = self._upgraded(data, int(exc.args[0]))
+                    except httptools.HttpParserError as exc:
+                        self._parse_failed(exc)
+                    else:
+                        if not (self._ended or self._done):
+                            self._uncut_body_follows(piece)
         while pos < size and not self._done:
             reading = self._reading
             if reading is _FIXED:
@@ -127,23 +145,18 @@ class HttptoolsParser:
 
     # Cutting the stream. Each step feeds llhttp from ``pos`` and returns where the next step starts.
 
-    def _feed_uncut(self, data: bytes) -> int:
-        offset = self._parse(data)
-        if offset >= 0:
-            return self._upgraded(data, offset)
-        if self._done or self._ended:
-            return len(data)
-        if self._reading_head:  # cannot happen: a chunk ending with a blank line ends every head in it
+    def _uncut_body_follows(self, piece: bytes) -> None:
+        """The fast path's ``piece`` ended inside the body of its last request: read on from there."""
+        if self._reading_head:  # cannot happen: a head that began before the cut ended at it
             self._fail(MalformedRequest("request head did not end at its blank line"), None)
-            return len(data)
-        received = 0  # a body follows the last head: count what came of it
+            return
+        received = 0
         for event in reversed(self._events):
             if not isinstance(event, BodyChunk):
                 break
             received += len(event.data)
-        self._enter_body(_body_length(self._headers), received)
-        self._tail = data[-3:]  # bytes from before the body can only add a needless cut
-        return len(data)
+        self._enter_body(self._body_length, received)
+        self._tail = piece[-3:]  # bytes from before the body can only add a needless cut
 
     def _feed_head(self, data: bytes, pos: int) -> int:
         size = len(data)
@@ -179,7 +192,7 @@ class HttptoolsParser:
         if offset >= 0:
             return self._upgraded(data, pos + offset)
         if not self._ended:
-            self._enter_body(_body_length(self._headers), 0)
+            self._enter_body(self._body_length, 0)
             self._tail = b""
         return end
 
@@ -223,8 +236,8 @@ class HttptoolsParser:
         self._tail = piece[-3:] if len(piece) >= 3 else (self._tail + piece)[-3:]
 
     def _enter_body(self, length: int, received: int) -> None:
-        """A body of ``length`` (see ``_body_length``) follows; llhttp has parsed ``received`` bytes of it."""
-        if length == _CHUNKED:
+        """A body of ``length`` (``RequestHead.body_length``) follows; llhttp parsed ``received`` of it."""
+        if length == BODY_CHUNKED:
             self._reading = _CHUNKED_BODY
         elif length > received:
             self._reading = _FIXED
@@ -258,11 +271,14 @@ class HttptoolsParser:
             self._parser.feed_data(piece)
         except httptools.HttpParserUpgrade as exc:
             return int(exc.args[0])
-        except httptools.HttpParserCallbackError as exc:
-            self._fail(exc.__context__ if isinstance(exc.__context__, RequestError) else None, exc)
         except httptools.HttpParserError as exc:
-            self._fail(None, exc)
+            self._parse_failed(exc)
         return -1
+
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
+        # A RequestError raised by a callback (build_head's, say) is the answer; llhttp's own errors are 400.
+        cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
+        self._fail(cause if isinstance(cause, RequestError) else None, exc)
 
     def _fail(self, error: RequestError | None, cause: BaseException | None) -> None:
         if self._done:  # garbage after a closing request is not an error: nobody will read it
@@ -314,8 +330,9 @@ class HttptoolsParser:
         )
         self._keep_alive = head.keep_alive
         self._switching = head.websocket and self._switch_websocket
-        if parser.should_upgrade():  # llhttp will skip the body (CONNECT too): see _upgraded
-            self._upgrade_body = _body_length(head.headers)
+        self._body_length = length = head.body_length
+        if length and parser.should_upgrade():  # llhttp will skip this body (CONNECT's too): _upgraded
+            self._upgrade_body = length
         self._events.append(head)
 
     def on_body(self, body: bytes) -> None:
@@ -330,22 +347,8 @@ class HttptoolsParser:
             self._done = True
 
 
-def _body_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The body length ``headers`` announce: ``_CHUNKED``, or 0 when there is no body.
-
-    Only called for a head ``build_head`` accepted: at most one Content-Length, all digits, never
-    beside Transfer-Encoding, which can only be ``chunked``.
-    """
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value)
-        if name == b"transfer-encoding":
-            return _CHUNKED
-    return 0
-
-
 def _stand_in_head(length: int) -> bytes:
-    """A head with the body framing ``length`` stands for (see ``_body_length``)."""
-    if length == _CHUNKED:
+    """A head announcing the body ``length`` (``RequestHead.body_length``) stands for."""
+    if length == BODY_CHUNKED:
         return b"PUT / HTTP/1.1\r\nHost: -\r\nTransfer-Encoding: chunked\r\n\r\n"
     return b"PUT / HTTP/1.1\r\nHost: -\r\nContent-Length: %d\r\n\r\n" % length

@@ -111,7 +111,9 @@ def test_startup_timeout():
 def test_shutdown_timeout(serve):
     timeout = 3 * TICK
     events = []
-    with serve(lifespan_app(events, hang="shutdown"), lifespan="on", timeout_lifespan_shutdown=timeout) as srv:
+    with serve(
+        lifespan_app(events, hang="shutdown"), lifespan="on", timeout_lifespan_shutdown=timeout
+    ) as srv:
         assert httpx.get(srv.url + "/", timeout=TIMEOUT).status_code == 200
         began = time.monotonic()
     took = time.monotonic() - began

@@ -100,7 +100,7 @@ def wait_until_watching(root: Path, calls: Calls) -> None:
         write(probe, "x" * n)
     probe.unlink()
     calls.wait(count=2, timeout=QUIET)  # the deletion (and any late part of the probe batch)
-    time.sleep(QUIET)
+    time.sleep(QUIET)  # no state to wait on: stray probe events land in this window, then are dropped
     calls.batches.clear()
 
 

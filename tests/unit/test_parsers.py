@@ -1,10 +1,11 @@
-"""The request corpus, replayed against both parser adapters in every chunking (CONTRIBUTING.md, "Parser fixtures").
+"""The request corpus, replayed against both parser adapters in every chunking.
 
-The corpus format and the *answer* vocabulary are described in ``tests/unit/corpus.py``. Each
-fixture runs under both parsers in six chunkings: whole, by line (cut after every LF), byte by byte,
-and three seeded random splits. In each run the parser must give exactly the answer the fixture
-holds for it (its ``"known"`` deviation if it has one, else the RFC answer) and break no part of the
-feed contract. Bodies are compared joined, since chunking decides how a body is cut.
+The corpus format and the *answer* vocabulary are described in ``tests/unit/corpus.py`` (adding a
+fixture: CONTRIBUTING.md, "Parser fixtures"). Each fixture runs under both parsers in six
+chunkings: whole, by line (cut after every LF), byte by byte, and three seeded random splits. In
+each run the parser must give exactly the answer the fixture holds for it (its ``"known"``
+deviation if it has one, else the RFC answer) and break no part of the feed contract. Bodies are
+compared joined, since chunking decides how a body is cut.
 
 Where both parsers have the same answer, they must also agree on everything observable (the
 requests before an error, the half-parsed request); where the fixture records different answers,
