@@ -1,18 +1,15 @@
 """Serve a WSGI (PEP 3333) application from a thread pool, behind the one ASGI HTTP cycle.
 
 Rules:
-- The app runs in one of the pool's worker threads (``--wsgi-threads``, default ``WSGI_THREADS``);
-  the event loop only awaits its future. Every step back to the loop (``receive``, ``send``) is
-  ``run_coroutine_threadsafe(...).result()`` from the worker, so the thread waits and the loop never does.
-- A request takes a thread slot on the loop before anything is submitted, so the executor never
-  holds more calls than it has threads (its queue stays within the pool size); the other requests
-  wait in a first-come-first-served line of futures on the loop. Why the bound is the pool size:
-  a queued work item gains no throughput over a parked coroutine, but a parked coroutine is just an
-  ASGI app that awaits. It has not called ``receive``, so its connection reads at most the high-water
-  mark of body and pauses (the server's backpressure); ``--limit-concurrency`` counts it and answers
-  503 past the limit; a graceful stop lets it run once a thread frees, and cancelling it (the
-  graceful timeout) just takes it out of the line. A slot is given back when its thread returns, not
-  when its request is cancelled: an abandoned call still occupies its thread.
+- The app runs in one of ``--wsgi-threads`` worker threads; the event loop only awaits its future.
+  Every step back to the loop (``receive``, ``send``) is ``run_coroutine_threadsafe(...).result()``
+  from the worker, so the thread waits and the loop never does.
+- At most that many calls are ever in the executor: a request first takes a slot on the loop, the
+  others wait in a FIFO line of loop futures. Why the bound is the pool size: a queued work item adds
+  no throughput, while a parked coroutine is just an ASGI app that awaits. It has not called
+  ``receive``, so its connection pauses reading at the body high-water mark; ``--limit-concurrency``
+  counts it; a graceful stop lets it run, the graceful timeout cancels it out of the line. A slot
+  comes back when its thread returns, not when its request is cancelled: an abandoned call holds it.
 - ``wsgi.input`` pulls ``http.request`` messages on demand and keeps at most one read ahead, so an
   upload is never buffered whole; the server pauses reading while its unconsumed body is above the
   high-water mark, which is the backpressure. The read-ahead starts with the app's first read or its
@@ -283,10 +280,7 @@ def _release_soon(loop: asyncio.AbstractEventLoop, release: Callable[[], None]) 
 
 
 class WSGIPool:
-    """``size`` worker threads, and the line of calls waiting on the loop for one of them.
-
-    At most ``size`` calls are in the executor at once; the threads start with the first call.
-    """
+    """``size`` worker threads (started with the first call) and the line of calls waiting for one."""
 
     def __init__(self, size: int) -> None:
         if size < 1:
@@ -307,10 +301,9 @@ class WSGIPool:
         return len(self._waiters)
 
     async def run(self, func: Callable[..., None], *args: Any) -> None:
-        """Call ``func(*args)`` in a thread once one is free, first come first served; on the loop.
+        """Call ``func(*args)`` in a thread once one is free (FIFO); returns or raises as it did.
 
-        Returns or raises as ``func`` did. Cancelled while waiting, the call leaves the line and
-        ``func`` never runs; cancelled while running, the thread keeps its slot until ``func`` returns.
+        Cancelled while waiting, ``func`` never runs; while running, its thread keeps its slot until done.
         """
         await self._acquire()
         loop = asyncio.get_running_loop()
@@ -357,9 +350,9 @@ class WSGIPool:
         return self._executor
 
     def shutdown(self) -> None:
-        """Stop the threads without waiting: idle ones exit now, a call still running finishes.
+        """Stop the threads without waiting: idle ones exit now, a running call finishes. Idempotent.
 
-        Idempotent. A call still waiting (or a later one) gets a new pool when its turn comes.
+        A call still waiting (or a later one) gets a new pool when its turn comes.
         """
         executor, self._executor = self._executor, None
         if executor is not None:
@@ -372,11 +365,6 @@ class WSGIAdapter:
     def __init__(self, app: WSGIApp, threads: int = WSGI_THREADS) -> None:
         self.app = app
         self.pool = WSGIPool(threads)
-
-    @property
-    def threads(self) -> int:
-        """The pool size: how many requests the app serves at once."""
-        return self.pool.size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -391,10 +379,9 @@ class WSGIAdapter:
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = _Exchange(asyncio.get_running_loop(), receive, send)
-        pool = self.pool
-        environ = build_environ(scope, WSGIInput(exchange.read_chunk), multithread=pool.size > 1)
+        environ = build_environ(scope, WSGIInput(exchange.read_chunk), multithread=self.pool.size > 1)
         try:
-            await pool.run(exchange.run, self.app, environ)
+            await self.pool.run(exchange.run, self.app, environ)
         except asyncio.CancelledError:
             exchange.abandon()  # the thread cannot be stopped: make its next loop call fail instead
             raise

@@ -7,6 +7,7 @@ test decides when a thread frees, which makes the order requests get a thread ob
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 
 from asgi_worker.apploader import load_app
 from asgi_worker.wsgi import WSGI_THREADS, WSGIAdapter, WSGIPool
+from tests.cli.test_cli import server as cli_server
 from tests.conftest import read_response, read_until
 from tests.timing import TICK, TIMEOUT
 
@@ -74,11 +76,11 @@ def ok(path: str, threaded: bool = True) -> bytes:
 
 @contextmanager
 def pool_server(serve, gate: Gate, threads: int, **kwargs) -> Iterator[tuple[Any, WSGIAdapter]]:
-    """A server for ``gate`` in a pool of ``threads``; all requests are released before it stops."""
-    adapter = load_app(gate, False, "wsgi", None, wsgi_threads=threads)
-    assert isinstance(adapter, WSGIAdapter)
+    """A server for ``gate`` with ``wsgi_threads=threads``; all requests are released before it stops."""
     try:
-        with serve(adapter, lifespan="on", **EXACT, **kwargs) as srv:
+        with serve(gate, interface="wsgi", wsgi_threads=threads, lifespan="on", **EXACT, **kwargs) as srv:
+            adapter = srv.server.config.loaded_app
+            assert isinstance(adapter, WSGIAdapter) and adapter.pool.size == threads
             yield srv, adapter
     finally:
         gate.release_all()
@@ -109,7 +111,7 @@ def executor_queue(adapter: WSGIAdapter) -> int:
 
 def test_default_pool_is_ten_threads(serve):
     assert WSGI_THREADS == 10
-    assert load_app(Gate(), False, "wsgi", None).threads == 10
+    assert load_app(Gate(), False, "wsgi", None).pool.size == 10
     gate = Gate()
     with serve(gate, interface="wsgi", lifespan="on", **EXACT) as srv, ExitStack() as stack:
         adapter = srv.server.config.loaded_app
@@ -122,7 +124,7 @@ def test_default_pool_is_ten_threads(serve):
 
 
 def test_load_app_sizes_the_pool():
-    assert load_app(Gate(), False, "wsgi", None, wsgi_threads=3).threads == 3
+    assert load_app(Gate(), False, "wsgi", None, wsgi_threads=3).pool.size == 3
     with pytest.raises(ValueError, match="at least 1 thread"):
         WSGIPool(0)
 
@@ -229,8 +231,10 @@ def test_pool_unit_waiters_cancelled_leave_the_line():
         first = asyncio.ensure_future(pool.run(release.wait, TIMEOUT))
         second = asyncio.ensure_future(pool.run(order.append, "second"))
         third = asyncio.ensure_future(pool.run(order.append, "third"))
+        deadline = time.monotonic() + TIMEOUT
         while pool.waiting < 2:
-            await asyncio.sleep(0)
+            assert time.monotonic() < deadline, "the two later calls did not wait"
+            await asyncio.sleep(TICK / 20)
         second.cancel()
         await asyncio.gather(second, return_exceptions=True)
         assert (pool.busy, pool.waiting) == (1, 1)
@@ -249,12 +253,48 @@ def test_http_clients_all_answered_by_a_small_pool(serve):
         start_response("200 OK", [])
         return [environ["PATH_INFO"].encode()]
 
-    adapter = load_app(app, False, "wsgi", None, wsgi_threads=2)
-
     async def fetch_all(url: str) -> list[str]:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             responses = await asyncio.gather(*(client.get(f"{url}/{n}") for n in range(20)))
         return [response.text for response in responses]
 
-    with serve(adapter, lifespan="on") as srv:
+    with serve(app, interface="wsgi", wsgi_threads=2, lifespan="on") as srv:
         assert asyncio.run(fetch_all(srv.url)) == [f"/{n}" for n in range(20)]
+
+
+# The command line
+
+_overlap = {"running": 0, "most": 0}
+_overlap_lock = threading.Lock()
+
+
+def overlap_app(environ, start_response):
+    """For ``python -m asgi_worker``: ``/hold`` runs until three calls overlap (or ``5 * TICK``);
+    ``/most`` answers the most calls that ever ran at once."""
+    if environ["PATH_INFO"] == "/hold":
+        with _overlap_lock:
+            _overlap["running"] += 1
+            _overlap["most"] = max(_overlap["most"], _overlap["running"])
+        deadline = time.monotonic() + 5 * TICK
+        while _overlap["running"] < 3 and time.monotonic() < deadline:
+            time.sleep(TICK / 20)
+        with _overlap_lock:
+            _overlap["running"] -= 1
+    start_response("200 OK", [])
+    return [str(_overlap["most"]).encode()]
+
+
+def test_cli_wsgi_threads_two():
+    async def hold_four(url: str) -> list[int]:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            responses = await asyncio.gather(*(client.get(f"{url}/hold") for _ in range(4)))
+        return [response.status_code for response in responses]
+
+    args = ("tests.core.test_wsgi_pool:overlap_app", "--interface", "wsgi", "--wsgi-threads", "2")
+    with cli_server(*args) as (proc, port):
+        url = f"http://127.0.0.1:{port}"
+        assert asyncio.run(hold_four(url)) == [200] * 4
+        assert httpx.get(f"{url}/most", timeout=TIMEOUT).text == "2"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0
