@@ -74,7 +74,6 @@ DEFAULT_WS_PING_INTERVAL = 20.0
 DEFAULT_WS_PING_TIMEOUT = 20.0
 
 
-
 @dataclass(eq=False)
 class Config:
     """Settings for one server process. Pass it to ``Server``; call ``load()`` before serving."""
