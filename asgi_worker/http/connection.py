@@ -178,27 +178,35 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
     def response_complete(self, cycle: HttpCycle, keep_alive: bool) -> None:
         """The last byte of ``cycle``'s response is written (its head announced ``keep_alive``):
         log it, then serve the next request, linger or close, as ``keepalive.after_response`` says."""
-        self._log_access(cycle)
+        ctx = self._ctx
+        access_log = ctx.access_log
+        if access_log.enabled:
+            access_log.log(cycle, perf_counter() - cycle.start_time)
         if cycle is not self._current:
             return
         self._current = None
-        ctx = self._ctx
+        draining = ctx.state.draining
         step = after_response(
             keep_alive,
             cycle.body_done,
             self._closing or self._peer_eof,
-            ctx.state.draining,
+            draining,
             ctx.drain_idle_grace > 0,
-            bool(self._pending) or self._parser.in_head,
+            # Only read while draining (the rule ignores it otherwise): this runs on every response.
+            draining and (bool(self._pending) or self._parser.in_head),
         )
         if step is _CLOSE:
             self._close()
         elif step is _LINGER:
             self._set_deadline(_IDLE_DEADLINE, ctx.drain_idle_grace)
-        else:
+        elif self._pending or self._upgrade is not None or self._parser.in_head:
             self._serve_next()
+        elif ctx.timeout_keep_alive:  # idle until the next request: inline, it follows most responses
+            self._deadline_kind = _IDLE_DEADLINE
+            self.deadline = ctx.loop.time() + ctx.timeout_keep_alive
 
     def _serve_next(self) -> None:
+        """Serve what already arrived: a pipelined request (or its error), an upgrade, a head begun."""
         if self._pending:
             following = self._pending.popleft()
             if isinstance(following, RequestError):
@@ -208,10 +216,8 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._update_reading()
         elif self._upgrade is not None:
             self._switch_to_websocket()
-        elif self._parser.in_head:
-            self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
         else:
-            self._set_deadline(_IDLE_DEADLINE, self._ctx.timeout_keep_alive)
+            self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
 
     def _log_access(self, cycle: HttpCycle) -> None:
         access_log = self._ctx.access_log

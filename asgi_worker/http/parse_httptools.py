@@ -68,6 +68,7 @@ class HttptoolsParser:
         "_done",
         "_ended",
         "_events",
+        "_fast_limit",
         "_head_bytes",
         "_headers",
         "_keep_alive",
@@ -81,11 +82,13 @@ class HttptoolsParser:
         "_tail",
         "_upgrade_body",
         "_url",
+        "in_head",
         "switched",
     )
 
     def __init__(self, limits: HeadLimits, switch_websocket: bool = False) -> None:
         self._limits = limits
+        self._fast_limit = limits.head or 1 << 62  # chunks up to this size may take the fast path
         self._switch_websocket = switch_websocket
         self._switching = False
         self.switched: bytes | None = None  # bytes after a WebSocket head we stopped at
@@ -94,6 +97,9 @@ class HttptoolsParser:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._reading = _IDLE
+        # True while part of a request head has arrived but not all of it (_reading is _HEAD); an
+        # attribute, not a property, because the connection reads it after every response.
+        self.in_head = False
         self._head_bytes = 0  # bytes of the unfinished head fed so far (_HEAD)
         self._body_left = 0  # Content-Length bytes still to come (_FIXED)
         self._body_length = 0  # RequestHead.body_length of the last head
@@ -105,11 +111,6 @@ class HttptoolsParser:
         self._upgrade_body = 0  # body length of an upgrade request answered over HTTP
         self._swallow_head = False
 
-    @property
-    def in_head(self) -> bool:
-        """True while part of a request head has arrived but not all of it."""
-        return self._reading is _HEAD
-
     def feed(self, data: bytes) -> list[Event | RequestError]:
         """Parse ``data``; return the events it completes. A ``RequestError`` can only come last."""
         if self._done:
@@ -118,8 +119,7 @@ class HttptoolsParser:
         size = len(data)
         pos = 0
         if self._reading is _IDLE:
-            limit = self._limits.head
-            if size <= limit or not limit:
+            if size <= self._fast_limit:
                 found = data.rfind(_BLANK_LINE, size - _LOOKBACK if size > _LOOKBACK else 0)
                 if found >= 0:  # the fast path (see the module docstring); _parse inlined
                     pos = found + 4
@@ -167,6 +167,7 @@ class HttptoolsParser:
                 if pos == size:
                     return size
             self._reading = _HEAD
+            self.in_head = True
             self._head_bytes = 0
             self._tail = b""
         limit = self._limits.head
@@ -184,6 +185,7 @@ class HttptoolsParser:
             return size
         offset = self._parse(data[pos:end] if pos or end != size else data)
         self._reading = _IDLE
+        self.in_head = False
         if self._done:
             return size
         if self._reading_head:  # cannot happen: llhttp ends a head at its first blank line or fails

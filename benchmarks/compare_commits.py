@@ -1,0 +1,128 @@
+"""Our server at several commits, side by side: req/s and server CPU per request, alternating rounds.
+
+    python benchmarks/compare_commits.py HEAD~3 HEAD --scenario plain --rounds 5
+
+A ratio against uvicorn moves when uvicorn or the machine changes (uvicorn 0.54 served plain text at
+34k req/s here one day and 57k another); a before/after of our own code on the same cores, minutes
+apart, does not. Each commit is checked out into a temporary git worktree and served by the
+current interpreter (``--python``) with ``--loop uvloop --http httptools --no-access-log``, pinned
+to CPU 0; wrk runs on CPU 1. Server CPU per request (user + system, from psutil) is the steadier
+figure when wrk itself saturates first. The first commit is the baseline of every ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_PORT = 8310
+
+
+def run_wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
+    """``(requests per second, requests)`` of one wrk run against ``port``."""
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            f"http://127.0.0.1:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    rate = float(next(line for line in out.splitlines() if "Requests/sec" in line).split()[1])
+    total = int(next(line for line in out.splitlines() if "requests in" in line).split()[0])
+    return rate, total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("commits", nargs="+", help="git revisions; the first is the baseline")
+    parser.add_argument("--scenario", default="plain", help="an app of benchmarks/apps.py")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--python", default=sys.executable)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="asgi-worker-ab-") as scratch:
+        trees = []
+        for index, commit in enumerate(args.commits):
+            tree = Path(scratch) / f"tree{index}"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), commit], check=True
+            )
+            trees.append(tree)
+        servers = []
+        try:
+            for index, tree in enumerate(trees):
+                command = [
+                    "taskset",
+                    "-c",
+                    "0",
+                    args.python,
+                    "-m",
+                    "asgi_worker",
+                    f"benchmarks.apps:{args.scenario}",
+                ]
+                command += ["--port", str(BASE_PORT + index), "--loop", "uvloop", "--http", "httptools"]
+                command += ["--no-access-log", "--log-level", "warning"]
+                servers.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=tree,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+            time.sleep(3)
+            rates: list[list[float]] = [[] for _ in trees]
+            cpu: list[list[float]] = [[] for _ in trees]
+            for index in range(len(trees)):
+                run_wrk(BASE_PORT + index, 1, args.connections)  # warm-up, discarded
+            for _ in range(args.rounds):
+                for index, server in enumerate(servers):
+                    process = psutil.Process(server.pid)
+                    before = sum(process.cpu_times()[:2])
+                    rate, total = run_wrk(BASE_PORT + index, args.duration, args.connections)
+                    rates[index].append(rate)
+                    cpu[index].append((sum(process.cpu_times()[:2]) - before) / total * 1e6)
+        finally:
+            for server in servers:
+                os.killpg(server.pid, signal.SIGKILL)
+            for tree in trees:
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+                )
+    runs = f"{args.rounds} x {args.duration} s, wrk -c{args.connections}"
+    print(f"{args.scenario}, {runs}; ratios against {args.commits[0]}")
+    print("| commit | req/s | req/s ratio | server CPU us/request | CPU ratio (base/this) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for index, commit in enumerate(args.commits):
+        rate_ratio = statistics.median(a / b for a, b in zip(rates[index], rates[0], strict=True))
+        cpu_ratio = statistics.median(b / a for a, b in zip(cpu[index], cpu[0], strict=True))
+        print(
+            f"| {commit} | {statistics.median(rates[index]):.0f} | {rate_ratio:.3f} "
+            f"| {statistics.median(cpu[index]):.2f} | {cpu_ratio:.3f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
