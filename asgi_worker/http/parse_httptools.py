@@ -118,21 +118,20 @@ class HttptoolsParser:
         events = self._events = []
         size = len(data)
         pos = 0
-        if self._reading is _IDLE:
-            if size <= self._fast_limit:
-                found = data.rfind(_BLANK_LINE, size - _LOOKBACK if size > _LOOKBACK else 0)
-                if found >= 0:  # the fast path (see the module docstring); _parse inlined
-                    pos = found + 4
-                    piece = data if pos == size else data[:pos]
-                    try:
-                        self._parser.feed_data(piece)
-                    except httptools.HttpParserUpgrade as exc:
-                        pos = self._upgraded(data, int(exc.args[0]))
-                    except httptools.HttpParserError as exc:
-                        self._parse_failed(exc)
-                    else:
-                        if not (self._ended or self._done):
-                            self._uncut_body_follows(piece)
+        if self._reading is _IDLE and size <= self._fast_limit:
+            found = data.rfind(_BLANK_LINE, size - _LOOKBACK if size > _LOOKBACK else 0)
+            if found >= 0:  # the fast path (see the module docstring); _parse inlined
+                pos = found + 4
+                piece = data if pos == size else data[:pos]
+                try:
+                    self._parser.feed_data(piece)
+                except httptools.HttpParserUpgrade as exc:
+                    pos = self._upgraded(data, int(exc.args[0]))
+                except httptools.HttpParserError as exc:
+                    self._parse_failed(exc)
+                else:
+                    if not (self._ended or self._done):
+                        self._uncut_body_follows(piece)
         while pos < size and not self._done:
             reading = self._reading
             if reading is _FIXED:
