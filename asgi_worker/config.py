@@ -19,6 +19,7 @@ from typing import Any
 
 from asgi_worker.envfile import load_env_file
 from asgi_worker.errors import ConfigError
+from asgi_worker.http.events import ParserFactory
 from asgi_worker.http.limits import (
     DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
     DEFAULT_LIMIT_REQUEST_FIELDS,
@@ -242,7 +243,7 @@ class Config:
     head_limits: HeadLimits = field(init=False, repr=False)
     loaded: bool = field(default=False, init=False, repr=False)
     loaded_app: ASGIApp | None = field(default=None, init=False, repr=False)
-    parser_class: Callable[[HeadLimits, bool], Any] | None = field(default=None, init=False, repr=False)
+    parser_class: ParserFactory | None = field(default=None, init=False, repr=False)
     ssl: ssl.SSLContext | None = field(default=None, init=False, repr=False)
     ws_enabled: bool = field(default=False, init=False, repr=False)
 
@@ -328,7 +329,7 @@ class Config:
 OPTIONS: tuple[Option, ...] = options_of(Config)
 
 
-def resolve_parser(http: str) -> Callable[[HeadLimits, bool], Any]:
+def resolve_parser(http: str) -> ParserFactory:
     """The parser adapter class for ``--http``: ``auto`` prefers httptools when installed."""
     if http in ("auto", "httptools"):
         try:

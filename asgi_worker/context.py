@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asgi_worker.clock import Clock
+from asgi_worker.http.events import ParserFactory
 from asgi_worker.http.limits import HeadLimits
 from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.http.response import DefaultHeaderBlock
@@ -28,12 +29,19 @@ if TYPE_CHECKING:
     from asgi_worker.http.scope import ConnectionFacts
     from asgi_worker.log import AccessLog
 
-__all__ = ["ParserFactory", "ServerContext", "ServerState", "UpgradeHandler", "build_context"]
+__all__ = ["ServedConnection", "ServerContext", "ServerState", "UpgradeHandler", "build_context"]
 
 SERVER_NAME = b"asgi-worker"
 
-# A parser adapter class: (head limits, serve WebSocket upgrades) -> parser.
-ParserFactory = Callable[[HeadLimits, bool], Any]
+
+class ServedConnection(Protocol):
+    """What the server does with an open connection (``HttpConnection``, ``WebSocketConnection``)."""
+
+    deadline: float  # loop time at which ``deadline_passed`` is due; 0.0 for none
+
+    def deadline_passed(self) -> None: ...
+    def shutdown(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 class UpgradeHandler(Protocol):
@@ -59,7 +67,7 @@ class ServerState:
 
     def __init__(self) -> None:
         self.total_requests = 0
-        self.connections: set[Any] = set()
+        self.connections: set[ServedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.default_headers: list[tuple[bytes, bytes]] = []
         self.draining = False
@@ -92,7 +100,7 @@ class ServerContext:
     drain_idle_grace: float  # seconds an idle keep-alive connection stays open while draining
     clock: Clock = field(default_factory=Clock)
     # Read on every connection or request, so kept here rather than behind a property:
-    connections: set[Any] = field(init=False)  # state.connections
+    connections: set[ServedConnection] = field(init=False)  # state.connections
     tasks: set[asyncio.Task[None]] = field(init=False)  # state.tasks
     limited: bool = field(init=False)  # a limit is set: only then are the limit checks paid for
 
@@ -125,7 +133,7 @@ class ServerContext:
         if state.draining:
             self._check_drained()
 
-    def connection_closed(self, connection: Any) -> None:
+    def connection_closed(self, connection: ServedConnection) -> None:
         """Forget a connection; wakes ``wait_drained`` when it was the last thing running."""
         state = self.state
         state.connections.discard(connection)

@@ -8,7 +8,22 @@ the head, so the connection never asks the parser again.
 
 from __future__ import annotations
 
-__all__ = ["BODY_CHUNKED", "REQUEST_END", "BodyChunk", "Event", "RequestEnd", "RequestHead"]
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from asgi_worker.errors import RequestError
+    from asgi_worker.http.limits import HeadLimits
+
+__all__ = [
+    "BODY_CHUNKED",
+    "REQUEST_END",
+    "BodyChunk",
+    "Event",
+    "ParserFactory",
+    "RequestEnd",
+    "RequestHead",
+    "RequestParser",
+]
 
 # ``RequestHead.body_length`` of a request with a chunked body (its length is not announced).
 BODY_CHUNKED = -1
@@ -87,3 +102,22 @@ class RequestEnd:
 REQUEST_END = RequestEnd()
 
 Event = RequestHead | BodyChunk | RequestEnd
+
+
+class RequestParser(Protocol):
+    """What the connection needs of a parser adapter (``parse_httptools``, ``parse_h11``)."""
+
+    switched: bytes | None  # the bytes after a WebSocket head the parser stopped at
+
+    @property
+    def in_head(self) -> bool:
+        """True while part of a request head has arrived but not all of it."""
+
+    def feed(self, data: bytes) -> list[Event | RequestError]:
+        """The events ``data`` completes, in order; a ``RequestError`` can only come last."""
+
+
+class ParserFactory(Protocol):
+    """A parser adapter class: ``(head limits, switch for WebSocket handshakes) -> parser``."""
+
+    def __call__(self, limits: HeadLimits, switch_websocket: bool, /) -> RequestParser: ...
