@@ -80,6 +80,41 @@ class ResponsePlan:
         self.keep_alive = keep_alive
 
 
+# What a response header means for framing, by pair: a content length is the length itself (0 or
+# more); every other kind is negative.
+_PLAIN, _SERVER, _DATE, _CONNECTION, _CONNECTION_CLOSE, _CHUNKED, _OTHER_CODING = range(-1, -8, -1)
+# Pairs already checked (valid, and their kind). Apps send the same header objects on every
+# response (a content type, their own constants), so each pair is validated once per process instead
+# of on every response; past _KINDS_MAX pairs (an app with per-response values) the rest are checked
+# every time, as before.
+_KINDS: dict[tuple[bytes, bytes], int] = {}
+_KINDS_MAX = 4096
+
+
+def _classify(name: bytes, value: bytes) -> int:
+    """The kind of one response header (see ``_KINDS``). Raises ``AppProtocolError`` for an invalid one."""
+    if not (is_token(name) and is_safe_value(value)):
+        raise AppProtocolError(f"invalid response header {name!r}: {value!r}")
+    kind = _PLAIN
+    if len(name) in _SPECIAL_LENGTHS:
+        lname = name.lower()
+        if lname == b"content-length":
+            if not value.strip().isdigit():
+                raise AppProtocolError(f"invalid content-length {value!r}")
+            kind = int(value)
+        elif lname == b"transfer-encoding":
+            kind = _CHUNKED if value.strip().lower().endswith(b"chunked") else _OTHER_CODING
+        elif lname == b"connection":
+            kind = _CONNECTION_CLOSE if b"close" in value.lower() else _CONNECTION
+        elif lname == b"server":
+            kind = _SERVER
+        elif lname == b"date":
+            kind = _DATE
+    if type(name) is bytes and type(value) is bytes and len(_KINDS) < _KINDS_MAX:
+        _KINDS[name, value] = kind
+    return kind
+
+
 def plan_response(
     status: int,
     headers: Iterable[tuple[bytes, bytes]],
@@ -104,26 +139,29 @@ def plan_response(
     content_length = -1
     has_server = has_date = chunked = app_close = False
     for name, value in headers:
-        if not (is_token(name) and is_safe_value(value)):
-            raise AppProtocolError(f"invalid response header {name!r}: {value!r}")
-        if len(name) in _SPECIAL_LENGTHS:
-            lname = name.lower()
-            if lname == b"content-length":
-                if not value.strip().isdigit():
-                    raise AppProtocolError(f"invalid content-length {value!r}")
-                content_length = int(value)
-            elif lname == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-                if not chunked:
-                    app_close = True  # a coding we do not frame ourselves: delimited by closing
-            elif lname == b"connection":
-                if b"close" in value.lower():
-                    app_close = True
-                continue  # our own connection header below is the one that counts
-            elif lname == b"server":
-                has_server = True
-            elif lname == b"date":
-                has_date = True
+        try:
+            kind = _KINDS[name, value]
+        except (KeyError, TypeError):  # not seen yet, or not hashable (a bytearray): check it now
+            kind = _classify(name, value)
+        if kind == _PLAIN:
+            parts += (name, b": ", value, b"\r\n")
+            continue
+        if kind >= 0:
+            content_length = kind
+        elif kind == _CONNECTION_CLOSE:
+            app_close = True
+            continue  # our own connection header below is the one that counts
+        elif kind == _CONNECTION:
+            continue
+        elif kind == _CHUNKED:
+            chunked = True
+        elif kind == _OTHER_CODING:
+            chunked = False
+            app_close = True  # a coding we do not frame ourselves: delimited by closing
+        elif kind == _SERVER:
+            has_server = True
+        else:
+            has_date = True
         parts += (name, b": ", value, b"\r\n")
     parts[1] = defaults.block if not (has_server or has_date) else defaults.without(has_server, has_date)
     if status < 200 or status == 204 or status == 304:

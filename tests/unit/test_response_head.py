@@ -68,3 +68,26 @@ def test_chunked_to_http10_is_an_app_error():
 def test_head_requests_get_the_framing_of_a_get_and_no_body():
     plan = plan_response(200, [], DEFAULTS, 5, True, False, True)
     assert plan.framing == NO_BODY and b"content-length: 5\r\n" in plan.head
+
+
+def test_checked_pairs_are_remembered_and_bad_ones_never_are():
+    # A pair is validated once, then its kind comes from the cache; an invalid pair is refused
+    # every time (never cached), and a bytearray pair is checked without caching.
+    from asgi_worker.http import response
+
+    good = (b"x-cached-once", b"v")
+    plan_response(200, [good], DEFAULTS, 0, False, False, True)
+    assert response._KINDS[good] == response._PLAIN
+    bad = (b"x-bad", b"a\r\nb")
+    for _ in range(2):
+        with pytest.raises(AppProtocolError):
+            plan_response(200, [bad], DEFAULTS, 0, False, False, True)
+    assert bad not in response._KINDS
+    plan = plan_response(
+        200, [(bytearray(b"content-length"), bytearray(b"3"))], DEFAULTS, 3, False, False, True
+    )
+    assert plan.content_length == 3
+    length = (b"content-length", b"7")
+    assert plan_response(200, [length], DEFAULTS, None, False, False, True).content_length == 7
+    assert plan_response(200, [length], DEFAULTS, None, False, False, True).content_length == 7
+    assert response._KINDS[length] == 7
