@@ -7,7 +7,8 @@ A ratio against uvicorn moves when uvicorn or the machine changes (uvicorn 0.54 
 apart, does not. Each commit is checked out into a temporary git worktree and served by the
 current interpreter (``--python``) with ``--loop uvloop --http httptools --no-access-log``, pinned
 to CPU 0; wrk runs on CPU 1. Server CPU per request (user + system, from psutil) is the steadier
-figure when wrk itself saturates first. The first commit is the baseline of every ratio.
+figure when wrk itself saturates first. The first commit is the baseline of every ratio. wrk sends
+plain GET requests (no body): for the upload scenario's POST, use run.py.
 """
 
 from __future__ import annotations
