@@ -7,14 +7,14 @@ afterwards, so requests pipelined before the garbage are still served (nothing l
 
 Head budget (``limits.py`` defines what counts): llhttp reports no byte offsets, so we cut the stream
 ourselves and hand llhttp one piece at a time: a head up to its blank line, a Content-Length body
-by count, a chunked body up to each blank line that could end it. Every head then starts at an
-offset we know and its size is exact, whatever the chunking. A head still unfinished when it passes
-the budget is refused at once, after llhttp has seen the bytes within the budget (so an earlier 400
-or 414 in them wins, as it does when the same bytes arrive one by one).
-Fast path: a chunk that begins between requests and fits the budget goes to llhttp uncut up to the
-last blank line near its end (all of a whole GET, or several; a POST up to its body). No head in it
-can be over the budget, and none can be left unfinished at a blank line (a head cannot begin with
-CR or LF, so one in progress there would contain it and end at it), so nothing needs measuring.
+by count, a chunked body up to the end ``chunks.ChunkedFraming`` finds by following its framing (one
+step per chunk, never a search through its data). Every head then starts at an offset we know and
+its size is exact, whatever the chunking. A head still unfinished when it passes the budget is
+refused at once, after llhttp has seen the bytes within the budget (so an earlier 400 or 414 in them
+wins, as it does when the same bytes arrive one by one).
+Fast path: a read that begins between requests, fits the budget and holds a blank line goes to
+llhttp in one call up to that first blank line: the whole of a GET's head. It cannot be over the
+budget, and it ends exactly at its blank line (a head cannot contain one), so nothing is measured.
 
 Upgrade requests: llhttp stops right after the head of a request that asks to switch protocols and
 leaves its body unparsed (see ``_upgraded``); their body is read like any other, except a WebSocket
@@ -31,6 +31,7 @@ from enum import Enum
 import httptools
 
 from asgi_worker.errors import MalformedRequest, RequestError, TargetTooLong
+from asgi_worker.http.chunks import ChunkedFraming
 from asgi_worker.http.events import BODY_CHUNKED, REQUEST_END, BodyChunk, Event
 from asgi_worker.http.headers import METHOD_NAMES, build_head, head_too_large
 from asgi_worker.http.limits import HeadLimits
@@ -38,9 +39,6 @@ from asgi_worker.http.limits import HeadLimits
 __all__ = ["HttptoolsParser"]
 
 _BLANK_LINE = b"\r\n\r\n"
-# How far from the end of a chunk the fast path looks for a blank line: past a small body to the end
-# of its head, but not through a large body (which takes the cut path, whose search stops at the head).
-_LOOKBACK = 2048
 
 
 class _Reading(Enum):
@@ -65,6 +63,7 @@ class HttptoolsParser:
     __slots__ = (
         "_body_left",
         "_body_length",
+        "_chunks",
         "_done",
         "_ended",
         "_events",
@@ -103,7 +102,8 @@ class HttptoolsParser:
         self._head_bytes = 0  # bytes of the unfinished head fed so far (_HEAD)
         self._body_left = 0  # Content-Length bytes still to come (_FIXED)
         self._body_length = 0  # RequestHead.body_length of the last head
-        self._tail = b""  # the last bytes fed of an unfinished head or chunked body (_HEAD, _CHUNKED)
+        self._chunks: ChunkedFraming | None = None  # where the chunked body being read ends (_CHUNKED)
+        self._tail = b""  # the last bytes fed of an unfinished head (_HEAD)
         self._reading_head = False  # llhttp is between on_url and on_headers_complete
         self._ended = True  # the last request begun has ended
         self._keep_alive = True
@@ -119,19 +119,18 @@ class HttptoolsParser:
         size = len(data)
         pos = 0
         if self._reading is _IDLE and size <= self._fast_limit:
-            found = data.rfind(_BLANK_LINE, size - _LOOKBACK if size > _LOOKBACK else 0)
-            if found >= 0:  # the fast path (see the module docstring); _parse inlined
+            found = data.find(_BLANK_LINE)
+            if found >= 0:  # the fast path: a whole head opens the read (see the module docstring)
                 pos = found + 4
-                piece = data if pos == size else data[:pos]
                 try:
-                    self._parser.feed_data(piece)
+                    self._parser.feed_data(data if pos == size else data[:pos])
                 except httptools.HttpParserUpgrade as exc:
                     pos = self._upgraded(data, int(exc.args[0]))
                 except httptools.HttpParserError as exc:
                     self._parse_failed(exc)
                 else:
                     if not (self._ended or self._done):
-                        self._uncut_body_follows(piece)
+                        self._enter_body(self._body_length, 0)
         while pos < size and not self._done:
             reading = self._reading
             if reading is _FIXED:
@@ -143,19 +142,6 @@ class HttptoolsParser:
         return events
 
     # Cutting the stream. Each step feeds llhttp from ``pos`` and returns where the next step starts.
-
-    def _uncut_body_follows(self, piece: bytes) -> None:
-        """The fast path's ``piece`` ended inside the body of its last request: read on from there."""
-        if self._reading_head:  # cannot happen: a head that began before the cut ended at it
-            self._fail(MalformedRequest("request head did not end at its blank line"), None)
-            return
-        received = 0
-        for event in reversed(self._events):
-            if not isinstance(event, BodyChunk):
-                break
-            received += len(event.data)
-        self._enter_body(self._body_length, received)
-        self._tail = piece[-3:]  # bytes from before the body can only add a needless cut
 
     def _feed_head(self, data: bytes, pos: int) -> int:
         size = len(data)
@@ -208,18 +194,20 @@ class HttptoolsParser:
         return end
 
     def _feed_chunked_body(self, data: bytes, pos: int) -> int:
-        # A chunked body ends with a blank line; chunk data may hold blank lines too. Cutting at
-        # each one and asking llhttp whether the body ended finds the end exactly.
-        size = len(data)
-        end = self._blank_line_end(data, pos, size)
-        if end < 0:
-            end = size
-        piece = data[pos:end] if pos or end != size else data
-        self._parse(piece)
-        if self._ended:
+        chunks = self._chunks
+        assert chunks is not None
+        try:
+            end = chunks.scan(data, pos)
+        except RequestError as exc:  # framing llhttp would refuse too, or trailers past the budget
+            self._parse(data[pos : chunks.stopped_at])  # the body up to there is still delivered
+            self._fail(exc, None)
+            return len(data)
+        self._parse(data[pos:end] if pos or end != len(data) else data)
+        if chunks.done:
             self._reading = _IDLE
-        else:
-            self._keep_tail(piece)
+            self._chunks = None
+            if not self._ended and not self._done:  # cannot happen: llhttp frames by the same grammar
+                self._fail(MalformedRequest("chunked body did not end where its framing says"), None)
         return end
 
     def _blank_line_end(self, data: bytes, pos: int, stop: int) -> int:
@@ -240,6 +228,7 @@ class HttptoolsParser:
         """A body of ``length`` (``RequestHead.body_length``) follows; llhttp parsed ``received`` of it."""
         if length == BODY_CHUNKED:
             self._reading = _CHUNKED_BODY
+            self._chunks = ChunkedFraming(self._limits.head)
         elif length > received:
             self._reading = _FIXED
             self._body_left = length - received
