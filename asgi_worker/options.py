@@ -124,7 +124,9 @@ def setting(
     """
     spec = _Spec(help, flag, env, metavar, parse, kind, tuple(choices) if choices else None, low, high, cli)
     metadata = {_SPEC: spec}
-    if type(default).__hash__ is None:  # a dict or list default: shared as is, as a keyword default is
+    # A dict or list default is the same object for every instance, as a keyword default would be:
+    # a class that mutates it must copy it first (SupervisorConfig.__post_init__ does).
+    if type(default).__hash__ is None:
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -197,14 +199,18 @@ def check_settings(settings: Any) -> None:
     """Validate every declared setting of a dataclass instance; raise ``ConfigError`` naming the first
     bad one. Whole numbers are checked against their bounds, seconds (floats) must be 0 or more and
     are stored as ``float``, choices must be one of theirs. ``None`` passes where the type allows it."""
+    hints = typing.get_type_hints(type(settings))
     for field, spec, alternatives in _declared(type(settings)):
         name = field.name
         value = getattr(settings, name)
-        if value is None:
+        optional = type(None) in get_args(hints[name])
+        if value is None and optional:
             continue
         choices = _choices(spec, alternatives)
         if choices is not None:
-            if isinstance(value, str) and value not in choices:
+            # A setting that also takes a number (log_level: a logging level) checks only its names.
+            names_only = any(arg in (int, float) for arg in alternatives)
+            if not (names_only and not isinstance(value, str)) and value not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
         elif int in alternatives:
             _check_int(name, value, spec.low, spec.high)

@@ -298,17 +298,18 @@ class HttpCycle:
 
     def _write_body(self, plan: ResponsePlan, body: bytes, more: bool, head: bytes) -> None:
         framing = plan.framing
-        self.bytes_sent += len(body)
+        sent = self.bytes_sent + len(body)
+        if framing == CONTENT_LENGTH:  # checked before counting: a refused body was never sent
+            if sent > plan.content_length:
+                raise AppProtocolError("response body longer than its Content-Length")
+            if not more and sent < plan.content_length:
+                raise AppProtocolError("response body shorter than its Content-Length")
+        self.bytes_sent = sent
         if framing == NO_BODY:
             if head:
                 self._host.write(head)
             return
-        if framing == CONTENT_LENGTH:
-            if self.bytes_sent > plan.content_length:
-                raise AppProtocolError("response body longer than its Content-Length")
-            if not more and self.bytes_sent < plan.content_length:
-                raise AppProtocolError("response body shorter than its Content-Length")
-        elif framing == CHUNKED:
+        if framing == CHUNKED:
             body = encode_chunk(body) if body else b""
             if not more:
                 body += CHUNKED_END

@@ -119,7 +119,14 @@ class H11Parser:
         # budget if its blank line ends within the first `limit` bytes. Only searched once buf is
         # longer than the budget, so a small request costs a length test.
         limit = self._limits.head
-        if limit and len(buf) > limit and buf.find(b"\r\n\r\n", 0, limit) == -1:
+        # A head ended by bare LFs is within the budget too: h11 and our checks then answer it (400),
+        # as llhttp does, rather than 431 for bytes that merely follow it.
+        if (
+            limit
+            and len(buf) > limit
+            and buf.find(b"\r\n\r\n", 0, limit) == -1
+            and buf.find(b"\n\n", 0, limit) == -1
+        ):
             raise head_too_large(limit)
         return data
 

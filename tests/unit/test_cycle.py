@@ -419,15 +419,14 @@ def test_a_body_that_breaks_the_app_content_length_after_the_head_aborts(error_l
     ids=["longer", "shorter"],
 )
 def test_a_first_body_message_that_breaks_the_app_content_length_gets_a_500(error_log, data, error):
-    """KNOWN BUG (fails): the message is refused before any byte is written, yet the cycle has
-    already stored its plan, so the app's failure aborts the connection instead of answering the
-    500 that every other failure before the first written byte gets (and ``abandon`` would claim a
-    byte was written)."""
+    """The message is refused before any byte is written, so the app's failure gets the clean 500
+    every failure before the first written byte gets, and the refused body is not counted as sent."""
     cycle, host = make_cycle()
     errors: list[AppProtocolError] = []
     run_app(cycle, _refused_body_app(errors, start(headers=[(b"content-length", b"5")]), body(data)))
     assert [str(exc) for exc in errors] == [error]
     assert host.calls == [("write", ERROR_500), ("response_complete", False)]
+    assert cycle.status == 500 and cycle.bytes_sent == 0  # what the access log reports
 
 
 @pytest.mark.parametrize(
@@ -1033,10 +1032,9 @@ def test_no_100_continue_once_the_head_was_written():
 
 
 def test_100_continue_is_written_when_the_app_reads_after_start_while_its_head_is_held():
-    """KNOWN BUG (fails): ``http.response.start`` writes nothing (the head is held until the first
-    body message), so the client is still waiting for "100 Continue" before it sends the body; an app
-    that starts its response and then reads (a streaming echo) stalls until the client gives up
-    waiting. The check should be "no head written yet", not "state is AWAITING_START"."""
+    """``http.response.start`` writes nothing (the head is held until the first body message), so
+    the client is still waiting for "100 Continue" before it sends the body: an app that starts its
+    response and then reads (a streaming echo) must still get it written."""
     cycle, host = make_cycle(method="POST", expect_continue=True, body_done=False)
 
     async def app(scope, receive, send):

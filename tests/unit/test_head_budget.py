@@ -181,3 +181,13 @@ def test_no_head_limit_reads_any_head(parser_name: str) -> None:
     limits = HeadLimits(head=0)
     assert replay(parser_name, limits, [head]) == ([b"/budget"], None)
     assert replay(parser_name, limits, chunk(head, "random1", "unlimited")) == ([b"/budget"], None)
+
+
+@pytest.mark.parametrize("parser_class", [HttptoolsParser, H11Parser], ids=["httptools", "h11"])
+def test_a_bare_lf_head_followed_by_more_than_the_budget_is_400_on_both(parser_class):
+    # The review's case: h11's budget check used to see no CRLF CRLF and answer 431 where llhttp
+    # answers the bare LF with 400. (A head that is malformed *and* has no end within the budget
+    # still differs: httptools 400 at the bad byte, h11 431; issue 12 makes incomplete heads strict.)
+    data = b"GET / HTTP/1.1\nHost: x\n\n" + b"GET /" + b"a" * 100
+    events = parser_class(HeadLimits(head=60)).feed(data)
+    assert [type(event).__name__ for event in events] == ["MalformedRequest"]
