@@ -187,10 +187,17 @@ def test_an_oversized_message_is_1009_on_the_stock_protocol(serve, stock_path, c
     with limited as srv, client(srv, max_size=None, compression=compression) as ws:
         ws.send(b"b" * EAGER_PAYLOAD)
         assert ws.recv(timeout=TIMEOUT) == b"b" * EAGER_PAYLOAD
-        ws.send(b"b" * (EAGER_PAYLOAD + 1))
-        with pytest.raises(ConnectionClosedError):
+        try:
+            ws.send(b"b" * (EAGER_PAYLOAD + 1))
             ws.recv(timeout=TIMEOUT)
-        assert ws.close_code == 1009
+        except ConnectionClosedError:
+            assert ws.close_code == 1009
+        except ConnectionResetError:
+            # The server refuses from the frame's length, sends 1009 and closes first (RFC 6455
+            # 7.1.1); a client still writing the rest of a 1 MiB payload can meet the reset instead.
+            pass
+        else:
+            pytest.fail("the oversized message was delivered")
     assert recorder.disconnect()["code"] == 1009
 
 
