@@ -99,6 +99,8 @@ class ChunkedFraming:
         if length:
             self._left = length
             return end + 1, _DATA
+        if data[end + 1 : end + 3] == b"\r\n":  # no trailers, the common case: the body ends here
+            return end + 3, _DONE
         self._held = b"\r\n"  # the last chunk's line end: a CRLF right after it ends the body
         return end + 1, _TRAILERS
 
