@@ -13,6 +13,8 @@ Why raw bytes: they are what a client can make us hold (h11 buffers the head who
 measure both parsers can take the same way in every chunking. A sum over parsed fields would miss
 the whitespace around values and in the request line, which llhttp skips unseen and h11 buffers,
 and which a client can make as long as it likes.
+A chunked body's trailer section is held to the same budget (on httptools by ``chunks.py``; h11
+bounds its trailers by its own incomplete-event limit, which sits just above it).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ PACKAGE = Path(asgi_worker.__file__).parent
 # Sans-I/O modules: no event loop, no sockets, no clock, no OS.
 PURE_MODULES = [
     "http/events.py",
+    "http/chunks.py",
     "http/keepalive.py",
     "http/headers.py",
     "http/limits.py",
