@@ -16,6 +16,7 @@ variable uvicorn documents (``WEB_CONCURRENCY``, ``FORWARDED_ALLOW_IPS``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -131,15 +132,18 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def _declared(cls: type) -> list[tuple[dataclasses.Field[Any], _Spec, tuple[Any, ...]]]:
-    """``(field, spec, annotation alternatives without None)`` for each declared setting of ``cls``."""
+@functools.cache
+def _declared(cls: type) -> tuple[tuple[dataclasses.Field[Any], _Spec, tuple[Any, ...], bool], ...]:
+    """``(field, spec, annotation alternatives without None, None allowed)`` for each declared setting
+    of ``cls``; read once per class (type hints are resolved from strings, which is not free)."""
     hints = typing.get_type_hints(cls)
     rows = []
     for field in dataclasses.fields(cls):
         spec = field.metadata.get(_SPEC)
         if spec is not None:
-            rows.append((field, spec, _alternatives(hints[field.name])))
-    return rows
+            hint = hints[field.name]
+            rows.append((field, spec, _alternatives(hint), type(None) in get_args(hint)))
+    return tuple(rows)
 
 
 def _alternatives(annotation: Any) -> tuple[Any, ...]:
@@ -164,7 +168,7 @@ def _default(field: dataclasses.Field[Any]) -> Any:
 def options_of(cls: type) -> tuple[Option, ...]:
     """The command-line rows of a settings dataclass, in declaration order."""
     rows = []
-    for field, spec, alternatives in _declared(cls):
+    for field, spec, alternatives, _optional in _declared(cls):
         if not spec.cli:
             continue
         choices = _choices(spec, alternatives)
@@ -199,11 +203,10 @@ def check_settings(settings: Any) -> None:
     """Validate every declared setting of a dataclass instance; raise ``ConfigError`` naming the first
     bad one. Whole numbers are checked against their bounds, seconds (floats) must be 0 or more and
     are stored as ``float``, choices must be one of theirs. ``None`` passes where the type allows it."""
-    hints = typing.get_type_hints(type(settings))
-    for field, spec, alternatives in _declared(type(settings)):
+    cls: type = type(settings)
+    for field, spec, alternatives, optional in _declared(cls):
         name = field.name
         value = getattr(settings, name)
-        optional = type(None) in get_args(hints[name])
         if value is None and optional:
             continue
         choices = _choices(spec, alternatives)

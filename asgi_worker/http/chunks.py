@@ -108,16 +108,13 @@ class ChunkedFraming:
         held = self._held
         window = held + data[pos:]
         found = window.find(b"\r\n\r\n")
-        if found < 0:
-            self._trailer_bytes += len(data) - pos
-            if self._trailer_budget and self._trailer_bytes > self._trailer_budget:
-                raise HeadersTooLarge(f"trailer section larger than {self._trailer_budget} bytes")
-            self._held = window[-3:]
-            return len(data), _TRAILERS
-        end = pos + found + 4 - len(held)
+        end = len(data) if found < 0 else pos + found + 4 - len(held)
         self._trailer_bytes += end - pos
         if self._trailer_budget and self._trailer_bytes > self._trailer_budget:
             raise HeadersTooLarge(f"trailer section larger than {self._trailer_budget} bytes")
+        if found < 0:
+            self._held = window[-3:]
+            return end, _TRAILERS
         self._held = b""
         return end, _DONE
 

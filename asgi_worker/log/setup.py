@@ -84,6 +84,8 @@ class DefaultFormatter(logging.Formatter):
     never saw and left at None writes no colors.
     """
 
+    default_format = "%(levelprefix)s %(message)s"  # used when a logging config gives no fmt
+
     def __init__(
         self,
         fmt: str | None = None,
@@ -91,7 +93,7 @@ class DefaultFormatter(logging.Formatter):
         style: str = "%",
         use_colors: bool | None = None,
     ) -> None:
-        super().__init__(fmt or "%(levelprefix)s %(message)s", datefmt, style)  # type: ignore[arg-type]
+        super().__init__(fmt or self.default_format, datefmt, style)  # type: ignore[arg-type]
         self.use_colors = use_colors
 
     def formatMessage(self, record: logging.LogRecord) -> str:
@@ -108,14 +110,7 @@ class AccessFormatter(DefaultFormatter):
     ``%(request_line)s`` and ``%(status_code)s``, filled in here.
     """
 
-    def __init__(
-        self,
-        fmt: str | None = None,
-        datefmt: str | None = None,
-        style: str = "%",
-        use_colors: bool | None = None,
-    ) -> None:
-        super().__init__(fmt or DEFAULT_ACCESS_FORMAT, datefmt, style, use_colors)
+    default_format = DEFAULT_ACCESS_FORMAT
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         fields = record.__dict__
