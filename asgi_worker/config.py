@@ -25,7 +25,7 @@ from asgi_worker.http.limits import (
     DEFAULT_LIMIT_REQUEST_FIELDS,
     DEFAULT_LIMIT_REQUEST_HEAD,
     DEFAULT_LIMIT_REQUEST_LINE,
-    HeadLimits,
+    RequestLimits,
 )
 from asgi_worker.log import LOG_LEVELS, LOGGING_CONFIG, compile_access_format, configure_logging
 from asgi_worker.options import (
@@ -52,6 +52,12 @@ __all__ = ["OPTIONS", "Config"]
 # start one. Apache's mod_reqtimeout allows 20-40 s for the header, nginx's client_header_timeout
 # is 60 s; browsers send a whole head in one packet, so 20 s is generous and still stops slowloris.
 DEFAULT_TIMEOUT_REQUEST_HEADER = 20.0
+# A request body that has begun must not stall longer than this between two reads. nginx's
+# client_body_timeout (also "between two successive read operations") is 60 s: a real upload, even
+# over a poor mobile link, never goes a minute without a byte, while a dead client or a slow-loris
+# one that dribbles a body is freed. Not counted while we stop reading because the app has not
+# taken what is buffered, nor while the client waits for our "100 Continue".
+DEFAULT_TIMEOUT_REQUEST_BODY = 60.0
 # hypercorn bounds lifespan startup and shutdown at 60 s each; uvicorn does not bound them at all.
 DEFAULT_TIMEOUT_LIFESPAN = 60.0
 # A TLS handshake must finish within this many seconds. asyncio's default is 60 s, which lets a
@@ -200,6 +206,11 @@ class Config:
         DEFAULT_TIMEOUT_REQUEST_HEADER,
         "Close a connection whose request head is not complete within this many seconds (0: never).",
     )
+    timeout_request_body: float = setting(
+        DEFAULT_TIMEOUT_REQUEST_BODY,
+        "End a request whose body stops arriving for this many seconds (0: never): 408, or a close "
+        "once the response has begun.",
+    )
     timeout_lifespan_startup: float = setting(
         DEFAULT_TIMEOUT_LIFESPAN,
         "Fail startup if lifespan startup takes longer than this (seconds, 0: never).",
@@ -233,6 +244,11 @@ class Config:
         DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
         "Maximum size of one request header field, 0 for no limit (gunicorn's name). Past it: 431.",
     )
+    limit_request_body: int = setting(
+        0,
+        "Maximum size of a request body in bytes, 0 for no limit (as uvicorn). Past it: 413, "
+        "before the app runs when Content-Length says so.",
+    )
     workers: int | None = setting(
         None,
         "Number of worker processes: this command runs one; use asgi-supervise for more.",
@@ -240,7 +256,7 @@ class Config:
     )
 
     # Derived in __post_init__ and load(); not keywords.
-    head_limits: HeadLimits = field(init=False, repr=False)
+    request_limits: RequestLimits = field(init=False, repr=False)
     loaded: bool = field(default=False, init=False, repr=False)
     loaded_app: ASGIApp | None = field(default=None, init=False, repr=False)
     parser_class: ParserFactory | None = field(default=None, init=False, repr=False)
@@ -267,13 +283,14 @@ class Config:
         if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
             raise ConfigError(f"root_path must start with '/' and not end with one, not {root_path!r}")
         self.headers = [_header_pair(pair) for pair in self.headers or ()]
-        self.head_limits = HeadLimits(
+        self.request_limits = RequestLimits(
             request_line=self.limit_request_line,
             fields=self.limit_request_fields,
             field_size=self.limit_request_field_size,
             head=DEFAULT_LIMIT_REQUEST_HEAD
             if self.h11_max_incomplete_event_size is None
             else self.h11_max_incomplete_event_size,
+            body=self.limit_request_body,
         )
 
     @property

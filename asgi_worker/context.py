@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from asgi_worker.clock import Clock
 from asgi_worker.http.events import ParserFactory
-from asgi_worker.http.limits import HeadLimits
+from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.http.response import DefaultHeaderBlock
 from asgi_worker.tls import TlsFacts
@@ -84,11 +84,12 @@ class ServerContext:
     defaults: DefaultHeaderBlock
     access_log: AccessLog
     parser_class: ParserFactory
-    limits: HeadLimits
+    limits: RequestLimits
     root_path: str
     lifespan_state: dict[str, Any]
     timeout_keep_alive: float
     timeout_request_header: float
+    timeout_request_body: float
     limit_concurrency: int | None
     max_requests: int | None  # limit_max_requests plus this process's own jitter
     proxy: ProxyTrust | None
@@ -195,11 +196,12 @@ def build_context(
         defaults=defaults,
         access_log=access_log,
         parser_class=config.parser_class,
-        limits=config.head_limits,
+        limits=config.request_limits,
         root_path=config.root_path,
         lifespan_state=lifespan_state,
         timeout_keep_alive=config.timeout_keep_alive,
         timeout_request_header=config.timeout_request_header,
+        timeout_request_body=config.timeout_request_body,
         limit_concurrency=config.limit_concurrency,
         max_requests=max_requests_of(config),
         proxy=ProxyTrust(config.forwarded_allow_ips or [], config.secure_scheme_headers)

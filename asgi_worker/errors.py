@@ -67,6 +67,13 @@ class MalformedRequest(RequestError):
     """Syntax the RFC does not allow: answer 400."""
 
 
+class BodyTooLarge(RequestError):
+    """The body is longer than ``--limit-request-body``: declared (before the app runs) or as it arrives."""
+
+    status = 413
+    reason = b"Content Too Large"
+
+
 class TargetTooLong(RequestError):
     status = 414
     reason = b"URI Too Long"

@@ -2,8 +2,9 @@
 
 Rules (what gunicorn's own workers do, which UvicornWorker misses):
 - Settings come from gunicorn's config and mean what they mean there (``config_kwargs`` below);
-  ours that gunicorn lacks (loop, parser, ws, lifespan, timeouts) come from ``ASGI_WORKER_<NAME>``
-  variables or a subclass's ``CONFIG_KWARGS``.
+  ours that gunicorn lacks (loop, parser, ws, lifespan, timeouts, the body limit) come from
+  ``ASGI_WORKER_<NAME>`` variables (in gunicorn's environment or its ``-e``/``raw_env``) or a
+  subclass's ``CONFIG_KWARGS``.
 - The heartbeat (``notify``) comes from the event loop's tick, so a blocked loop stops it and
   gunicorn's ``timeout`` catches the worker; its SIGABRT then dumps our stack and calls
   ``worker_abort``. The tick also notices the arbiter's death and stops the worker.
@@ -58,10 +59,12 @@ ENVIRONMENT_SETTINGS = (
     "interface",
     "wsgi_threads",
     "timeout_request_header",
+    "timeout_request_body",
     "timeout_lifespan_startup",
     "timeout_lifespan_shutdown",
     "timeout_tls_handshake",
     "h11_max_incomplete_event_size",
+    "limit_request_body",
     "server_header",
     "date_header",
     "headers",

@@ -180,7 +180,7 @@ class Server:
         access = self.make_access_log()
         access.start()
         ws = None
-        timeouts = [config.timeout_keep_alive, config.timeout_request_header]
+        timeouts = [config.timeout_keep_alive, config.timeout_request_header, config.timeout_request_body]
         if config.ws_enabled:
             from asgi_worker.ws.connection import CLOSE_TIMEOUT, WsSettings
 

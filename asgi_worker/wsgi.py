@@ -21,8 +21,14 @@ Rules:
 - Once the body is in (or a response streams) a watch awaits ``http.disconnect``; after it the
   thread stops iterating. The iterable's ``close()`` is always called. A cancelled request (the
   server gave up) makes the thread's next step raise ``ClientDisconnected``.
-- An exception from the app propagates out of the ASGI callable: the cycle answers 500 if no byte was
-  written, else closes the connection.
+- A body that cannot complete (the client left, or the server ended the request: past
+  ``--limit-request-body``, stalled past ``--timeout-request-body``, malformed) is never handed over
+  as if whole: the app's next ``wsgi.input`` read raises ``ClientDisconnected`` (an ``OSError``,
+  which frameworks turn into their "unreadable body" error). If the app lets it through, that is
+  the client's doing, not an app fault: one debug line, no traceback, and the server has answered
+  the client already (413, 408, 400) or closed the connection.
+- Any other exception from the app propagates out of the ASGI callable: the cycle answers 500 if no
+  byte was written, else closes the connection.
 - ``lifespan`` is answered (WSGI has none) and its shutdown stops the pool; ``websocket`` is closed.
 """
 
@@ -382,6 +388,10 @@ class WSGIAdapter:
         environ = build_environ(scope, WSGIInput(exchange.read_chunk), multithread=self.pool.size > 1)
         try:
             await self.pool.run(exchange.run, self.app, environ)
+        except ClientDisconnected as exc:
+            if not exchange.disconnected:  # not ours: an app error like any other
+                raise
+            logger.debug("WSGI request ended before its body was complete: %s", exc)
         except asyncio.CancelledError:
             exchange.abandon()  # the thread cannot be stopped: make its next loop call fail instead
             raise

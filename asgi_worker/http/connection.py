@@ -11,10 +11,15 @@ Rules:
 - Reading also pauses while more than ``READ_HIGH_WATER`` bytes of body wait for the app; ``send``
   waits while the transport is above its write high-water mark.
 - Timeouts are deadlines swept by the server's tick (see ``clock.py``): one for a head that is
-  being received (or a new connection that says nothing), one for an idle keep-alive connection.
-  None runs while the app is working on a request.
+  being received (or a new connection that says nothing), one for an idle keep-alive connection,
+  one for a request body that stops arriving (re-armed by every read). None runs while the app is
+  working on a request and its body is whole; the body's does not run while reading is paused for
+  the app, nor while the client waits for our ``100 Continue``.
 - A bad request is answered with its own status (``RequestError.status``) after the requests
-  before it, then the connection closes.
+  before it, then the connection closes. When the request being served turns bad or stalls mid-body
+  (malformed, past ``--limit-request-body``, past ``--timeout-request-body``), its app sees
+  ``http.disconnect`` and the client gets the status (400, 413, 408) if no response byte was
+  written, else the connection closes. Each refusal is one debug line: clients choose them.
 """
 
 from __future__ import annotations
@@ -52,9 +57,11 @@ class Deadline(enum.Enum):
     NONE = "no deadline"
     HEAD = "a request head must be complete (408 if one has begun)"
     IDLE = "an idle keep-alive connection closes"
+    BODY = "the running request's body must keep arriving (408 if no response has started)"
 
 
 _NO_DEADLINE, _HEAD_DEADLINE, _IDLE_DEADLINE = Deadline.NONE, Deadline.HEAD, Deadline.IDLE
+_BODY_DEADLINE = Deadline.BODY
 _CLOSE, _LINGER = Next.CLOSE, Next.LINGER
 
 
@@ -75,6 +82,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._peer_eof = False
         self._upgrade: RequestHead | None = None  # a WebSocket handshake waiting for its turn
         self._upgrade_rest = b""  # bytes that followed it, for the WebSocket side
+        self._body_excused = False  # the BODY deadline was armed while the client awaited 100 Continue
 
     # asyncio.Protocol
 
@@ -142,6 +150,8 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             return
         if self._deadline_kind is _IDLE_DEADLINE and parser.in_head:  # a head has begun: time it
             self._set_deadline(_HEAD_DEADLINE, self._ctx.timeout_request_header)
+        elif self._receiving is not None or self._deadline_kind is _BODY_DEADLINE:
+            self._time_body()  # bytes of a body arrived (or it just ended): re-arm (or drop) its deadline
 
     def eof_received(self) -> bool:
         # The client shut its sending side (a half-close, or the first half of a full close: we
@@ -308,7 +318,8 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._pending.append(error)
 
     def _answer_bad_request(self, error: RequestError) -> None:
-        logger.warning("Invalid HTTP request received: %s", error.detail)
+        # One debug line: the client chooses to send bad bytes, so it must not fill the error log.
+        logger.debug("Invalid HTTP request received: %s", error.detail)
         self.write(encode_error_response(error.status, self.defaults))
         self._close()
 
@@ -327,6 +338,18 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
                 self._transport.pause_reading()
             else:
                 self._transport.resume_reading()
+            self._time_body()  # the client is not late while we do not read
+
+    def _time_body(self) -> None:
+        """Arm the BODY deadline afresh while the running request's body is incomplete and we read;
+        drop it otherwise (the body ended, or reading paused)."""
+        receiving = self._receiving
+        if receiving is not None and receiving is self._current and not self._reading_paused:
+            self._body_excused = receiving.awaiting_continue
+            self._set_deadline(_BODY_DEADLINE, self._ctx.timeout_request_body)
+        elif self._deadline_kind is _BODY_DEADLINE:
+            self._deadline_kind = _NO_DEADLINE
+            self.deadline = 0.0
 
     def _set_deadline(self, kind: Deadline, timeout: float) -> None:
         self._deadline_kind = kind
@@ -336,10 +359,18 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
 
     def deadline_passed(self) -> None:
         """Called by the server's sweep when ``deadline`` is in the past."""
-        if self._deadline_kind is _HEAD_DEADLINE and self._parser.in_head:
+        kind, self._deadline_kind, self.deadline = self._deadline_kind, _NO_DEADLINE, 0.0
+        stalled = self._current
+        if kind is _BODY_DEADLINE and stalled is not None and stalled is self._receiving:
+            if self._body_excused:  # armed while the client rightly waited for 100 Continue: not late
+                self._time_body()  # so a full timeout from now, and from the 100 if it went out since
+                return
+            logger.debug("Request body timed out: no byte for %g s", self._ctx.timeout_request_body)
+            self._current = self._receiving = None
+            if stalled.abandon():  # its app sees http.disconnect; 408 unless a response byte went out
+                self.write(encode_error_response(408, self.defaults))
+        elif kind is _HEAD_DEADLINE and self._parser.in_head:
             self.write(encode_error_response(408, self.defaults))
-        self._deadline_kind = _NO_DEADLINE
-        self.deadline = 0.0
         self._close()
 
     def shutdown(self) -> None:

@@ -147,6 +147,12 @@ class HttpCycle:
         """
         return self._headers if self._plan is not None else ()
 
+    @property
+    def awaiting_continue(self) -> bool:
+        """The client asked for ``100 Continue`` and has had neither it nor a response: it may rightly
+        hold its body back until the app asks for it (the connection's body timeout waits too)."""
+        return self._expect_continue and self._plan is None
+
     # Request side: called by the connection.
 
     def close_after(self) -> None:

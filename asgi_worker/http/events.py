@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from asgi_worker.errors import RequestError
-    from asgi_worker.http.limits import HeadLimits
+    from asgi_worker.http.limits import RequestLimits
 
 __all__ = [
     "BODY_CHUNKED",
@@ -34,10 +34,10 @@ class RequestHead:
 
     ``headers`` are ``(lowercased name, value)`` byte pairs in arrival order, as ASGI wants them.
     ``upgrade`` is the lowercased ``Upgrade`` token when the client asked to switch protocols with
-    ``Connection: upgrade``, else ``None``. ``websocket`` is True for a bodiless GET whose upgrade
-    is ``websocket``: the request a server with WebSockets on switches for (a parser told to
-    switch stops reading HTTP after it). ``body_length`` is the body the head announces: its
-    Content-Length, ``BODY_CHUNKED``, or 0 for none.
+    ``Connection: upgrade``, else ``None``. ``websocket`` is True when that upgrade is ``websocket``:
+    the request a server with WebSockets on switches for (a parser told to switch stops reading HTTP
+    after it; ``ws/handshake.py`` refuses one that is no valid handshake). ``body_length`` is the
+    body the head announces: its Content-Length, ``BODY_CHUNKED``, or 0 for none.
     """
 
     __slots__ = (
@@ -120,4 +120,4 @@ class RequestParser(Protocol):
 class ParserFactory(Protocol):
     """A parser adapter class: ``(head limits, switch for WebSocket handshakes) -> parser``."""
 
-    def __call__(self, limits: HeadLimits, switch_websocket: bool, /) -> RequestParser: ...
+    def __call__(self, limits: RequestLimits, switch_websocket: bool, /) -> RequestParser: ...

@@ -1,23 +1,32 @@
-"""Request-head rules that both parsers share, so the same bytes get the same answer.
+"""Request-head rules that need the whole head, shared by both parsers: the same bytes, the same answer.
 
-The parser libraries disagree at the edges (h11 accepts two equal Content-Length headers, llhttp
-rejects them; h11 accepts unknown methods, llhttp does not). Each adapter turns its library's output
-into a method, target, version and header list and calls ``build_head``; every framing decision is
-made here, once:
+Each adapter turns its library's output into a method, target, version and header list and calls
+``build_head``; the byte-level grammar is ``head_scan.py``'s. Every framing decision is made here, once
+(the RFC section each rests on in brackets):
 
-- Content-Length and Transfer-Encoding together, or Content-Length twice: 400 (RFC 9112 6.3 lets a
-  server reject; we always do, since a disagreement between hops is how requests get smuggled).
-- Transfer-Encoding other than exactly ``chunked``: 501 (RFC 9112 6.1).
-- HTTP/1.1 without exactly one Host: 400 (RFC 9112 3.2). Versions other than 1.0 and 1.1: 505.
+- Content-Length: 1*DIGIT, once; with Transfer-Encoding too: 400 (RFC 9112 6.3: a disagreement
+  between hops is how requests get smuggled). Larger than ``limits.body``: 413, before the app runs.
+- Transfer-Encoding: HTTP/1.1 only, else 400 (9112 6.1 MUST treat the message as faulty). Its fields
+  form one list of codings; ``chunked`` must be last and only once, else 400 (9112 6.3); another
+  coding before it is 501 (9112 6.1). An empty list element (",chunked") is 400: stricter than
+  RFC 9110 5.6.1, which lets a recipient skip it, because llhttp refuses it and a proxy that reads
+  it differently is a smuggling route.
+- Host: HTTP/1.1 needs exactly one, no version may send two, and its value is uri-host [":" port]
+  (9112 3.2, RFC 3986 3.2.2); else 400.
+- Request line: HTTP/1.0 and 1.1 are served, other versions 505. Methods: the set llhttp knows, any
+  other 400 (RFC 9110 9.1 prefers 501, but llhttp cannot tell an unknown method from garbage, and one
+  answer for the same bytes matters more). The target's form must fit the method (9112 3.2): origin
+  form ("/...") or absolute form ("scheme://...") for every method but CONNECT, "*" only for OPTIONS,
+  authority form ("host:port") only and always for CONNECT; no fragment. Else 400.
 - Keep-alive: the client's wish is read here and decided by ``keepalive.request_keep_alive``.
-- Methods: the set llhttp knows; any other is 400 from both parsers. (RFC 9110 9.1 prefers 501,
-  but llhttp cannot tell an unknown method from garbage in every chunking, and one answer for the
-  same bytes matters more.) HTTP/0.9 and unknown 1.x versions are 400, 2.0 and later 505.
 """
 
 from __future__ import annotations
 
+import re
+
 from asgi_worker.errors import (
+    BodyTooLarge,
     HeadersTooLarge,
     MalformedRequest,
     TargetTooLong,
@@ -26,13 +35,14 @@ from asgi_worker.errors import (
 )
 from asgi_worker.http.events import BODY_CHUNKED, RequestHead
 from asgi_worker.http.keepalive import request_keep_alive
-from asgi_worker.http.limits import HeadLimits
+from asgi_worker.http.limits import RequestLimits
 
 __all__ = [
     "KNOWN_METHODS",
     "METHOD_NAMES",
     "TOKEN_CHARS",
     "build_head",
+    "check_request_line",
     "head_too_large",
     "is_safe_value",
     "is_token",
@@ -79,6 +89,9 @@ KNOWN_METHODS = frozenset(
     )
 )
 
+# Methods that take an origin-form target ("/..."): all but CONNECT (RFC 9112 3.2).
+_ORIGIN_FORM_METHODS = KNOWN_METHODS - {"CONNECT"}
+
 # Method bytes -> str, so the hot path looks a method up instead of decoding it.
 METHOD_NAMES = {name.encode(): name for name in KNOWN_METHODS}
 
@@ -122,7 +135,7 @@ def build_head(
     target: bytes,
     http_version: str,
     headers: list[tuple[bytes, bytes]],
-    limits: HeadLimits,
+    limits: RequestLimits,
 ) -> RequestHead:
     """Validate a parsed head and settle its framing. ``headers`` must have lowercased names.
 
@@ -130,7 +143,15 @@ def build_head(
     bytes is not checked here: only the adapters see the raw bytes it is measured on (``limits.py``),
     and they refuse a head past the budget before it is complete, so before this is called.
     """
-    _check_request_line(method, target, http_version, limits)
+    # The common request line passes one cheap test; anything else gets the full check.
+    if not (
+        (http_version == "1.1" or http_version == "1.0")
+        and target[0] == 0x2F
+        and method in _ORIGIN_FORM_METHODS
+        and 0x23 not in target  # "#"; an int test is a memchr, ten times cheaper than b"#" in ...
+        and len(target) <= limits.request_line  # 0, no limit: the full check handles it
+    ):
+        check_request_line(method, target, http_version, limits)
     if limits.fields and len(headers) > limits.fields:
         raise HeadersTooLarge(f"more than {limits.fields} header fields")
     keep_alive = False  # Connection: keep-alive
@@ -140,7 +161,7 @@ def build_head(
     upgrade: bytes | None = None
     content_lengths = 0
     content_length = 0
-    chunked = False
+    codings: list[bytes] | None = None
     hosts = 0
     field_size = limits.field_size
     get_kind = _FRAMING_NAMES.get
@@ -159,11 +180,14 @@ def build_head(
                 raise MalformedRequest("Content-Length is not a number")
             content_length = int(value)
         elif kind == _TRANSFER_ENCODING:
-            if chunked or value.strip().lower() != b"chunked":
-                raise TransferCodingNotImplemented("only Transfer-Encoding: chunked is supported")
-            chunked = True
+            if codings is None:
+                codings = [value]
+            else:
+                codings.append(value)
         elif kind == _HOST:
             hosts += 1
+            if value not in _GOOD_HOSTS:
+                _check_host(value)
         elif kind == _CONNECTION:
             for token in value.lower().split(b","):
                 token = token.strip()
@@ -177,10 +201,15 @@ def build_head(
             expect_continue = http_version == "1.1" and value.strip().lower() == b"100-continue"
         else:
             upgrade = value.strip().lower()
-    if content_lengths and chunked:
-        raise MalformedRequest("both Content-Length and Transfer-Encoding")
+    chunked = False
+    if codings:
+        if content_lengths:
+            raise MalformedRequest("both Content-Length and Transfer-Encoding")
+        chunked = _chunked(codings, http_version)
     if hosts > 1 or (hosts == 0 and http_version == "1.1"):
         raise MalformedRequest("HTTP/1.1 needs exactly one Host header")
+    if content_length and limits.body and content_length > limits.body:
+        raise BodyTooLarge(f"Content-Length {content_length} is over the {limits.body}-byte limit")
     if not upgrade_requested:
         upgrade = None
     return RequestHead(
@@ -191,22 +220,77 @@ def build_head(
         request_keep_alive(http_version, close, keep_alive),
         expect_continue,
         upgrade,
-        upgrade == b"websocket" and method == "GET" and not (content_length or chunked),
+        upgrade == b"websocket",  # a handshake; ws/handshake.py refuses a bad one (not GET, a body)
         BODY_CHUNKED if chunked else content_length,
     )
 
 
-def _check_request_line(method: str, target: bytes, http_version: str, limits: HeadLimits) -> None:
-    """Raise the ``RequestError`` for a request line we must refuse; return for a good one."""
-    if http_version != "1.1" and http_version != "1.0":
-        if http_version[:2] in ("0.", "1."):  # HTTP/0.9 or a 1.x we do not know: not a valid request
-            raise MalformedRequest(f"HTTP/{http_version} is not a valid request version")
-        raise VersionNotSupported(f"HTTP/{http_version} is not supported")
+def check_request_line(method: str, target: bytes, http_version: str, limits: RequestLimits) -> None:
+    """Raise the ``RequestError`` for a request line we must refuse; return for a good one.
+
+    Checked in the order the parts arrive (method, target, version), so the answer is the same
+    whether the line came whole or ``head_scan`` saw its target pass the limit before the rest.
+    """
     if method not in KNOWN_METHODS:
         raise MalformedRequest(f"unknown method {method!r}")
-    if (not target or target[0] != 0x2F) and target != b"*" and b"://" not in target and method != "CONNECT":
-        raise MalformedRequest("request target is not in origin, absolute or asterisk form")
     if limits.request_line and len(target) > limits.request_line:
         raise TargetTooLong(f"request target longer than {limits.request_line} bytes")
-    if not target.isascii():
-        raise MalformedRequest("request target is not ASCII")
+    _check_target_form(method, target)
+    if http_version != "1.1" and http_version != "1.0":
+        raise VersionNotSupported(f"HTTP/{http_version} is not supported")
+
+
+def _check_target_form(method: str, target: bytes) -> None:
+    if method == "CONNECT":
+        if _AUTHORITY_FORM.fullmatch(target) is None:
+            raise MalformedRequest("CONNECT needs a host:port target")
+    elif target[0] == 0x2F:
+        if 0x23 in target:  # "#": llhttp takes a fragment; a request has none (RFC 9112 3.2)
+            raise MalformedRequest("fragment in request target")
+    elif target == b"*":
+        if method != "OPTIONS":
+            raise MalformedRequest("asterisk target on a method other than OPTIONS")
+    elif _ABSOLUTE_FORM.match(target) is None or 0x23 in target:
+        raise MalformedRequest("request target is not in origin, absolute or asterisk form")
+
+
+# RFC 3986 3.2.2 uri-host [":" port]: an IP literal, or a reg-name (which also covers IPv4 addresses).
+_HOST_PATTERN = (
+    rb"(?:\[[0-9A-Fa-f:.]+\]"  # IPv6 (and an IPv4 tail)
+    rb"|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"  # IPvFuture
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"  # reg-name
+)
+_HOST_VALUE = re.compile(_HOST_PATTERN + rb"(?::[0-9]*)?")
+_AUTHORITY_FORM = re.compile(_HOST_PATTERN + rb":[0-9]+")
+# Absolute form as llhttp reads it: a scheme of letters only, "://" and an authority. Stricter than
+# RFC 3986's scheme (which allows digits, "+", "-", "."): llhttp refuses those, and a request to an
+# HTTP server names http or https (RFC 9112 3.2.2).
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://")
+# Host values already found valid: a connection repeats one, so the pattern runs once per value.
+_GOOD_HOSTS: set[bytes] = set()
+_GOOD_HOSTS_MAX = 1024
+
+
+def _check_host(value: bytes) -> None:
+    if _HOST_VALUE.fullmatch(value) is None:
+        raise MalformedRequest('Host is not uri-host [ ":" port ]')
+    if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+        _GOOD_HOSTS.add(value)
+
+
+def _chunked(values: list[bytes], http_version: str) -> bool:
+    """True for a Transfer-Encoding that ends in chunked; raise for any we refuse (module docstring)."""
+    if http_version == "1.0":
+        raise MalformedRequest("Transfer-Encoding on an HTTP/1.0 request")
+    if len(values) == 1 and values[0].lower() == b"chunked":  # the only one real clients send
+        return True
+    codings = [coding.strip(b" \t").lower() for coding in b",".join(values).split(b",")]
+    if not all(codings):
+        raise MalformedRequest("empty element in Transfer-Encoding")
+    if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        raise MalformedRequest("Transfer-Encoding does not end with one chunked")
+    for coding in codings[:-1]:
+        name = coding.partition(b";")[0].rstrip(b" \t")
+        if not is_token(name):
+            raise MalformedRequest("Transfer-Encoding is not a list of codings")
+    raise TransferCodingNotImplemented("only Transfer-Encoding: chunked is supported")

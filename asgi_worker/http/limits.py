@@ -3,7 +3,7 @@
 A limit protects memory, not taste: each is large enough for any real browser or proxy and small
 enough that a hostile client cannot make one connection hold megabytes of half-parsed head.
 
-The head budget (``HeadLimits.head``) counts, for each request on its own, every byte of its head as
+The head budget (``RequestLimits.head``) counts, for each request on its own, every byte of its head as
 received: from the first byte of the request line through the CRLF of the empty line that ends the
 head. Empty lines before the request line (RFC 9112 2.2 lets a server skip them) are not counted and
 never kept; the body and any request pipelined after it are not part of the head. A head of exactly
@@ -13,8 +13,7 @@ Why raw bytes: they are what a client can make us hold (h11 buffers the head who
 measure both parsers can take the same way in every chunking. A sum over parsed fields would miss
 the whitespace around values and in the request line, which llhttp skips unseen and h11 buffers,
 and which a client can make as long as it likes.
-A chunked body's trailer section is held to the same budget (on httptools by ``chunks.py``; h11
-bounds its trailers by its own incomplete-event limit, which sits just above it).
+A chunked body's trailer section is held to the same budget (by ``chunks.py``, for both parsers).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ __all__ = [
     "DEFAULT_LIMIT_REQUEST_FIELD_SIZE",
     "DEFAULT_LIMIT_REQUEST_HEAD",
     "DEFAULT_LIMIT_REQUEST_LINE",
-    "HeadLimits",
+    "RequestLimits",
 ]
 
 # The request target (method, URL and version line). gunicorn's default is 4094, which real sites
@@ -46,10 +45,13 @@ DEFAULT_LIMIT_REQUEST_HEAD = 65536
 
 
 @dataclass(frozen=True)
-class HeadLimits:
+class RequestLimits:
     """The limits one parser enforces; 0 for a field means "no limit"."""
 
     request_line: int = DEFAULT_LIMIT_REQUEST_LINE
     fields: int = DEFAULT_LIMIT_REQUEST_FIELDS
     field_size: int = DEFAULT_LIMIT_REQUEST_FIELD_SIZE
     head: int = DEFAULT_LIMIT_REQUEST_HEAD
+    # The request body (--limit-request-body): a larger declared Content-Length, or a chunked body
+    # growing past it, is 413. Off by default, as in uvicorn.
+    body: int = 0

@@ -31,7 +31,7 @@ from websockets.protocol import State
 from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
 from asgi_worker.http.response import CHUNKED, CHUNKED_END, encode_chunk, encode_error_response, plan_response
 from asgi_worker.http.scope import build_websocket_scope
-from asgi_worker.log import peer_text
+from asgi_worker.log import escape_controls, peer_text
 from asgi_worker.ws.handshake import Handshake, protocol_logger
 from asgi_worker.ws.session import WsSession
 from asgi_worker.ws.wire import LARGE_PAYLOAD, ReadMemory, StockFrames, frames_type
@@ -115,12 +115,14 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         ctx.connections.add(self)
         self._transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         handshake = self._handshake = Handshake(head, self._settings.deflate)
-        if not handshake.accepted:
+        scope = build_websocket_scope(head, facts, handshake.offered_subprotocols)
+        self._label = f'{peer_text(scope.get("client"))} - "WebSocket {scope["raw_path"].decode("latin-1")}"'
+        if not handshake.accepted:  # a bad handshake: one line, no traceback; the app never runs
+            status = handshake.response.status_code
+            logger.info("%s %d %s", self._label, status, escape_controls(handshake.reason))
             self._transport.write(handshake.refusal(ctx.defaults))
             self._transport.close()
             return
-        scope = build_websocket_scope(head, facts, handshake.offered_subprotocols)
-        self._label = f'{peer_text(scope.get("client"))} - "WebSocket {scope["raw_path"].decode("latin-1")}"'
         session = self._session = WsSession(self, scope, self._settings.max_queue)
         task = session.task = ctx.loop.create_task(session.run_asgi(ctx.app, ctx))
         ctx.tasks.add(task)

@@ -1,10 +1,19 @@
 """The opening handshake, from the head the HTTP parser already produced (never re-serialised).
 
 Rules:
-- The request is checked by the websockets library (``ServerProtocol.accept``) on a
-  ``websockets.http11.Request`` built from our parsed head: same key, version and extension rules
-  as every websockets server. A request it refuses gets its answer (400, 426 ...) and the app is
-  never called, as with uvicorn.
+- A request that asks for ``Upgrade: websocket`` with ``Connection: upgrade`` is a handshake,
+  answered here (``RequestHead.websocket``); one without both is plain HTTP and goes to the app
+  (RFC 9110 7.8: an Upgrade not named in Connection is ignored).
+- What RFC 6455 4.2.1 asks of the request line, and ``Sec-WebSocket-Version``, are checked first,
+  here, whichever websockets is installed: not a GET is 405 with ``Allow: GET``, HTTP/1.0 or a body
+  is 400, and a ``Sec-WebSocket-Version`` other than exactly ``13`` (or none) is 426 naming ``13``
+  (RFC 6455 4.4), before the key is looked at: another version's client may not send one.
+- The rest is checked by the websockets library (``ServerProtocol.accept``) on a
+  ``websockets.http11.Request`` built from our parsed head: same key, connection, upgrade,
+  extension and subprotocol rules as every websockets server. With per-message-deflate off the
+  library skips ``Sec-WebSocket-Extensions``; its syntax is still checked here (RFC 6455 4.2.1).
+- A refused request gets its 4xx (the library's or ours), ``connection: close``, and one info
+  line; the app is never called, as with uvicorn.
 - The subprotocol is the app's choice, made later in ``websocket.accept``; the handshake keeps
   the library's response and adds ``Sec-WebSocket-Protocol`` and the app's headers when it comes.
 - The 101 head and a refusal carry our default header block (``server``, ``date``, ``--header``),
@@ -15,10 +24,14 @@ Rules:
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHandshake
+from websockets.extensions import Extension
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.headers import parse_extension
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -27,27 +40,35 @@ from asgi_worker.http.events import RequestHead
 from asgi_worker.http.headers import is_safe_value, is_token
 from asgi_worker.http.response import DefaultHeaderBlock
 
-__all__ = ["Handshake", "protocol_logger"]
+__all__ = ["WEBSOCKET_VERSION", "Handshake", "protocol_logger"]
 
 # The library logs "connection open" and the like at INFO for every connection; ours logs what
 # operators need. Its warnings and errors still reach asgi_worker.error.
 protocol_logger = logging.Logger("asgi_worker.ws.protocol", logging.WARNING)
 protocol_logger.parent = logging.getLogger("asgi_worker.error")
 
+# The one version RFC 6455 defines; a handshake asking for any other gets it named back in a 426
+# (RFC 6455 4.2.2 item 4 and 4.4).
+WEBSOCKET_VERSION = "13"
+
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\n"
 
 
 class Handshake:
-    """One upgrade request checked by the library; ``response`` is its answer (101 or a refusal)."""
+    """One upgrade request checked by us, then by the library; ``response`` is its answer (101 or a
+    refusal) and ``reason`` says why a refused one was refused (one log line, no traceback)."""
 
-    __slots__ = ("extensions", "offered_subprotocols", "response")
+    __slots__ = ("extensions", "offered_subprotocols", "reason", "response")
 
     def __init__(self, head: RequestHead, deflate: bool) -> None:
-        request = Request(
-            head.target.decode("latin-1"),
-            Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers),
-        )
-        offered: list[str] = []
+        headers = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers)
+        self.extensions: list[Extension] = []
+        self.offered_subprotocols: list[str] = []
+        refused = _refuse_before_the_library(head, headers, deflate)
+        if refused is not None:
+            self.response, self.reason = refused
+            return
+        offered = self.offered_subprotocols
 
         def record_offer(_protocol: ServerProtocol, subprotocols: Any) -> None:
             offered.extend(subprotocols)
@@ -58,9 +79,10 @@ class Handshake:
             select_subprotocol=record_offer,
             logger=protocol_logger,
         )
-        self.response: Response = protocol.accept(request)
+        self.response = protocol.accept(Request(head.target.decode("latin-1"), headers))
         self.extensions = protocol.extensions  # negotiated; the frame protocol takes them over
-        self.offered_subprotocols = offered
+        refusal = protocol.handshake_exc
+        self.reason = "" if refusal is None else str(refusal)
 
     @property
     def accepted(self) -> bool:
@@ -68,7 +90,7 @@ class Handshake:
         return self.response.status_code == 101
 
     def refusal(self, defaults: DefaultHeaderBlock) -> bytes:
-        """The library's answer to a request it refuses, ready to write (the connection then closes).
+        """The answer to a request we refuse, ready to write (the connection then closes).
 
         Its status, headers and body, with one ``Connection: close`` (the library may have set one
         already) and our default header block in place of its Date."""
@@ -80,7 +102,7 @@ class Handshake:
         lines.append(b"connection: close\r\n")
         lines.append(defaults.block)
         lines.append(b"\r\n")
-        lines.append(bytes(response.body))
+        lines.append(bytes(response.body or b""))
         return b"".join(lines)
 
     def switching_head(self, subprotocol: str | None, headers: Any, defaults: DefaultHeaderBlock) -> bytes:
@@ -104,6 +126,51 @@ class Handshake:
         )
         lines.append(b"\r\n")
         return b"".join(lines)
+
+
+def _refuse_before_the_library(
+    head: RequestHead, headers: Headers, deflate: bool
+) -> tuple[Response, str] | None:
+    """Our answer and reason for what RFC 6455 refuses before the library looks (older releases of
+    it see neither the method nor the HTTP version; newer ones answer HTTP/1.0 with a 5xx, and a bad
+    version with a 400 without the 426's header); ``None`` to let the library decide."""
+    if head.method != "GET":
+        return _refused(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            f"invalid HTTP method; expected GET; got {head.method}",
+            ("Allow", "GET"),
+        )
+    if head.http_version != "1.1":
+        return _refused(
+            HTTPStatus.BAD_REQUEST, f"invalid HTTP version; expected HTTP/1.1; got HTTP/{head.http_version}"
+        )
+    if head.body_length:
+        return _refused(HTTPStatus.BAD_REQUEST, "a handshake request has no body")
+    versions = headers.get_all("Sec-WebSocket-Version")
+    if versions != [WEBSOCKET_VERSION]:
+        got = ", ".join(versions) if versions else "none"
+        return _refused(
+            HTTPStatus.UPGRADE_REQUIRED,
+            f"unsupported Sec-WebSocket-Version; expected {WEBSOCKET_VERSION}; got {got}",
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
+        )
+    if not deflate:  # the library parses the header only when it has extensions to offer
+        try:
+            for value in headers.get_all("Sec-WebSocket-Extensions"):
+                parse_extension(value)
+        except InvalidHandshake as exc:
+            return _refused(HTTPStatus.BAD_REQUEST, str(exc))
+    return None
+
+
+def _refused(status: HTTPStatus, reason: str, *fields: tuple[str, str]) -> tuple[Response, str]:
+    """A plain-text refusal worded like the library's own, with ``fields`` added to its head."""
+    body = f"Failed to open a WebSocket connection: {reason}.\n".encode()
+    headers = Headers(
+        [("Content-Length", str(len(body))), ("Content-Type", "text/plain; charset=utf-8"), *fields]
+    )
+    return Response(status.value, status.phrase, headers, body), reason
 
 
 def _header_value(value: bytes) -> bytes:

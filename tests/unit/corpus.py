@@ -15,9 +15,10 @@ An *answer* is what a parser makes of a whole byte stream, in one of three shape
   more bytes; ``incomplete`` is the request as far as it got (its body so far), or ``"head"`` when
   the next head is not complete yet.
 
-The ``.json`` file holds the RFC answer: ``{"requests": [...]}`` under ``valid/``,
+The ``.json`` file holds the RFC answer: ``{"requests": [...]}`` under ``valid/`` (plus
+``"incomplete"`` for a stream that stops inside a request, e.g. a cut-off body),
 ``{"status": ..., "requests_before": ...}`` under ``invalid/``. Optional keys: ``"limits"``
-(HeadLimits fields for this fixture), ``"comment"`` (why; RFC section) and ``"known"``, which
+(RequestLimits fields for this fixture), ``"comment"`` (why; RFC section) and ``"known"``, which
 records, exactly, a parser that answers otherwise today (the parsers disagree, or both deviate
 from the RFC):
 
@@ -40,7 +41,7 @@ from typing import Any
 
 from asgi_worker.errors import RequestError
 from asgi_worker.http.events import BodyChunk, RequestEnd, RequestHead
-from asgi_worker.http.limits import HeadLimits
+from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.parse_h11 import H11Parser
 from asgi_worker.http.parse_httptools import HttptoolsParser
 
@@ -87,7 +88,7 @@ class Case:
     valid: bool
     data: bytes
     expect: dict[str, Any]
-    limits: HeadLimits
+    limits: RequestLimits
 
     @property
     def known(self) -> dict[str, Any]:
@@ -97,6 +98,8 @@ class Case:
     def rfc_answer(self) -> dict[str, Any]:
         """The answer the RFC asks for (the fixture's ``requests``, or its ``status``)."""
         if self.valid:
+            if "incomplete" in self.expect:
+                return {"requests": self.expect["requests"], "incomplete": self.expect["incomplete"]}
             return {"requests": self.expect["requests"]}
         return {"status": self.expect["status"], "requests_before": self.expect["requests_before"]}
 
@@ -117,7 +120,7 @@ def load_cases() -> list[Case]:
                     valid=kind == "valid",
                     data=decode_http(path.read_text("ascii")),
                     expect=expect,
-                    limits=HeadLimits(**expect.get("limits", {})),
+                    limits=RequestLimits(**expect.get("limits", {})),
                 )
             )
     return cases
@@ -201,7 +204,7 @@ class StreamChecker:
     are non-empty bytes, and a head does not change once returned.
     """
 
-    def __init__(self, parser_cls: type[HttptoolsParser] | type[H11Parser], limits: HeadLimits) -> None:
+    def __init__(self, parser_cls: type[HttptoolsParser] | type[H11Parser], limits: RequestLimits) -> None:
         self.parser = parser_cls(limits)
         self.outcome = Outcome()
         self._current: dict[str, Any] | None = None
@@ -261,7 +264,7 @@ class StreamChecker:
         return outcome
 
 
-def replay(parser_name: str, chunks: list[bytes], limits: HeadLimits) -> Outcome:
+def replay(parser_name: str, chunks: list[bytes], limits: RequestLimits) -> Outcome:
     """Feed ``chunks`` in order to a fresh parser and return what came out."""
     checker = StreamChecker(PARSERS[parser_name], limits)
     for piece in chunks:

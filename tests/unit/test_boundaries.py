@@ -20,6 +20,8 @@ PACKAGE = Path(asgi_worker.__file__).parent
 PURE_MODULES = [
     "http/events.py",
     "http/chunks.py",
+    "http/body.py",
+    "http/head_scan.py",
     "http/keepalive.py",
     "http/headers.py",
     "http/limits.py",

@@ -14,7 +14,7 @@ import pytest
 
 from asgi_worker.errors import RequestError
 from asgi_worker.http.events import REQUEST_END, RequestHead
-from asgi_worker.http.limits import DEFAULT_LIMIT_REQUEST_HEAD, HeadLimits
+from asgi_worker.http.limits import DEFAULT_LIMIT_REQUEST_HEAD, RequestLimits
 from asgi_worker.http.parse_h11 import H11Parser
 from asgi_worker.http.parse_httptools import HttptoolsParser
 
@@ -89,7 +89,7 @@ def chunk(data: bytes, chunking: str, seed: str) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
-def replay(parser_name: str, limits: HeadLimits, pieces: list[bytes]) -> tuple[list[bytes], int | None]:
+def replay(parser_name: str, limits: RequestLimits, pieces: list[bytes]) -> tuple[list[bytes], int | None]:
     """Targets of the requests that ended, and the status of the error that stopped the stream."""
     parser = PARSERS[parser_name](limits)
     ended: list[bytes] = []
@@ -114,7 +114,7 @@ def replay(parser_name: str, limits: HeadLimits, pieces: list[bytes]) -> tuple[l
 def test_head_at_the_budget_passes_one_byte_more_is_431(
     parser_name: str, limit: int, scenario: str, chunking: str
 ) -> None:
-    limits = HeadLimits(head=limit)
+    limits = RequestLimits(head=limit)
     for size in (limit - 1, limit, limit + 1):
         stream, targets = SCENARIOS[scenario](size)
         pieces = chunk(stream, chunking, f"{scenario}-{size}")
@@ -131,7 +131,7 @@ def test_head_at_the_budget_passes_one_byte_more_is_431(
 def test_unfinished_head_is_refused_by_the_feed_that_passes_the_budget(parser_name: str, limit: int) -> None:
     endless = head_of(limit + 100)[:-2]  # never ends: its blank line is cut off
     for first in (limit, limit - 1):
-        parser = PARSERS[parser_name](HeadLimits(head=limit))
+        parser = PARSERS[parser_name](RequestLimits(head=limit))
         assert parser.feed(endless[:first]) == []
         assert parser.in_head
         events = parser.feed(endless[first : limit + 1])
@@ -141,7 +141,7 @@ def test_unfinished_head_is_refused_by_the_feed_that_passes_the_budget(parser_na
 @pytest.mark.parametrize("limit", LIMITS)
 @pytest.mark.parametrize("parser_name", list(PARSERS))
 def test_unfinished_head_after_a_request_is_refused_in_the_same_feed(parser_name: str, limit: int) -> None:
-    parser = PARSERS[parser_name](HeadLimits(head=limit))
+    parser = PARSERS[parser_name](RequestLimits(head=limit))
     events = parser.feed(GET + head_of(limit + 100)[: limit + 1])
     assert [type(event) for event in events[:2]] == [RequestHead, type(REQUEST_END)]
     assert len(events) == 3 and isinstance(events[2], RequestError) and events[2].status == 431
@@ -151,7 +151,7 @@ def test_unfinished_head_after_a_request_is_refused_in_the_same_feed(parser_name
 def test_endless_header_costs_the_budget_plus_one_read(parser_name: str) -> None:
     """A header value that never ends, sent in 4 KiB reads: 431 comes with the read that passes."""
     limit = 10_000
-    parser = PARSERS[parser_name](HeadLimits(head=limit, field_size=0))
+    parser = PARSERS[parser_name](RequestLimits(head=limit, field_size=0))
     reads = [b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Endless: "]
     reads += [b"v" * 4096] * 10
     sent = 0
@@ -171,14 +171,14 @@ def test_endless_header_costs_the_budget_plus_one_read(parser_name: str) -> None
 def test_whitespace_the_parsers_skip_still_counts(parser_name: str) -> None:
     """Optional whitespace before a value is not in the parsed head, but it is in the budget."""
     head = b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Spaces:" + b" " * 300 + b"v\r\n\r\n"
-    assert replay(parser_name, HeadLimits(head=len(head)), [head]) == ([b"/"], None)
-    assert replay(parser_name, HeadLimits(head=len(head) - 1), [head]) == ([], 431)
+    assert replay(parser_name, RequestLimits(head=len(head)), [head]) == ([b"/"], None)
+    assert replay(parser_name, RequestLimits(head=len(head) - 1), [head]) == ([], 431)
 
 
 @pytest.mark.parametrize("parser_name", list(PARSERS))
 def test_no_head_limit_reads_any_head(parser_name: str) -> None:
     head = head_of(DEFAULT_LIMIT_REQUEST_HEAD * 2)
-    limits = HeadLimits(head=0)
+    limits = RequestLimits(head=0)
     assert replay(parser_name, limits, [head]) == ([b"/budget"], None)
     assert replay(parser_name, limits, chunk(head, "random1", "unlimited")) == ([b"/budget"], None)
 
@@ -189,5 +189,5 @@ def test_a_bare_lf_head_followed_by_more_than_the_budget_is_400_on_both(parser_c
     # answers the bare LF with 400. (A head that is malformed *and* has no end within the budget
     # still differs: httptools 400 at the bad byte, h11 431; issue 12 makes incomplete heads strict.)
     data = b"GET / HTTP/1.1\nHost: x\n\n" + b"GET /" + b"a" * 100
-    events = parser_class(HeadLimits(head=60)).feed(data)
+    events = parser_class(RequestLimits(head=60)).feed(data)
     assert [type(event).__name__ for event in events] == ["MalformedRequest"]

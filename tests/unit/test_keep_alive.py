@@ -16,7 +16,7 @@ import pytest
 
 from asgi_worker.http.headers import build_head
 from asgi_worker.http.keepalive import Next, after_response, head_keep_alive, request_keep_alive
-from asgi_worker.http.limits import HeadLimits
+from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.response import DefaultHeaderBlock, plan_response
 
 SERVE, LINGER, CLOSE = Next.SERVE, Next.LINGER, Next.CLOSE
@@ -54,7 +54,7 @@ TABLE = [
 
 def _plan(version, connection, status, headers, body_done, streamed, draining):
     request = [(b"host", b"example")] + ([(b"connection", connection)] if connection else [])
-    head = build_head("GET", b"/", version, request, HeadLimits())
+    head = build_head("GET", b"/", version, request, RequestLimits())
     plan = plan_response(
         status,
         headers,

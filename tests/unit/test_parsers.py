@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from asgi_worker.errors import RequestError
-from asgi_worker.http.limits import HeadLimits
+from asgi_worker.http.limits import RequestLimits
 from tests.unit.corpus import CASES, CHUNKINGS, FIXTURES, PARSERS, Case, chunk, decode_http, replay_case
 
-_VALID_KEYS = {"requests", "limits", "comment", "known"}
+_VALID_KEYS = {"requests", "incomplete", "limits", "comment", "known"}
 _INVALID_KEYS = {"status", "requests_before", "limits", "comment", "known"}
 _REQUEST_KEYS = [
     "method",
@@ -36,7 +36,7 @@ _REQUEST_KEYS = [
     "expect_continue",
     "upgrade",
 ]
-_LIMIT_NAMES = {field.name for field in dataclasses.fields(HeadLimits)}
+_LIMIT_NAMES = {field.name for field in dataclasses.fields(RequestLimits)}
 _FIXTURE_NAME = re.compile(r"\d{3}-[a-z0-9][a-z0-9.-]*")
 
 

@@ -104,13 +104,14 @@ def test_bad_key_is_400_and_the_app_never_runs(serve):
     assert calls.items == []
 
 
-def test_bad_version_is_400_and_the_app_never_runs(serve):
+def test_bad_version_is_426_and_the_app_never_runs(serve):
+    # More cases (and both ws choices, and gunicorn) in test_ws_handshake_strict.py.
     calls = Recorder()
     with serve(counting_app(calls), **EXACT) as srv, srv.connect() as sock:
         sock.sendall(handshake_request().replace(b"Version: 13", b"Version: 8"))
         response = read_response(sock)
-    assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    assert b"invalid Sec-WebSocket-Version header: 8" in response
+    assert response.startswith(b"HTTP/1.1 426 Upgrade Required\r\n")
+    assert b"\r\nSec-WebSocket-Version: 13\r\n" in response
     assert calls.items == []
 
 
