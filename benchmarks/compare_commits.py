@@ -9,6 +9,11 @@ current interpreter (``--python``) with ``--loop uvloop --http httptools --no-ac
 to CPU 0; wrk runs on CPU 1. Server CPU per request (user + system, from psutil) is the steadier
 figure when wrk itself saturates first. The first commit is the baseline of every ratio. wrk sends
 plain GET requests (no body): for the upload scenario's POST, use run.py.
+
+The name ``uvicorn`` in the list stands for uvicorn serving the same app with the same flags (from the
+current tree): then each commit's ratio to uvicorn in the same alternating rounds is printed too, which
+is how to compare "ratio to uvicorn" before and after a change when uvicorn's own rate drifts between
+runs (it does, by 15% here).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PORT = 8310
+UVICORN = "uvicorn"  # in the commit list: uvicorn itself, as the yardstick
 
 
 def run_wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
@@ -64,6 +70,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="asgi-worker-ab-") as scratch:
         trees = []
         for index, commit in enumerate(args.commits):
+            if commit == UVICORN:
+                trees.append(ROOT)
+                continue
             tree = Path(scratch) / f"tree{index}"
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), commit], check=True
@@ -78,7 +87,7 @@ def main() -> int:
                     "0",
                     args.python,
                     "-m",
-                    "asgi_worker",
+                    "uvicorn" if args.commits[index] == UVICORN else "asgi_worker",
                     f"benchmarks.apps:{args.scenario}",
                 ]
                 command += ["--port", str(BASE_PORT + index), "--loop", "uvloop", "--http", "httptools"]
@@ -108,20 +117,28 @@ def main() -> int:
             for server in servers:
                 os.killpg(server.pid, signal.SIGKILL)
             for tree in trees:
+                if tree == ROOT:
+                    continue
                 subprocess.run(
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
                 )
     runs = f"{args.rounds} x {args.duration} s, wrk -c{args.connections}"
     print(f"{args.scenario}, {runs}; ratios against {args.commits[0]}")
-    print("| commit | req/s | req/s ratio | server CPU us/request | CPU ratio (base/this) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    against = args.commits.index(UVICORN) if UVICORN in args.commits else None
+    extra = " req/s / uvicorn |" if against is not None else ""
+    print(f"| commit | req/s | req/s ratio | server CPU us/request | CPU ratio (base/this) |{extra}")
+    print("| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if extra else ""))
     for index, commit in enumerate(args.commits):
         rate_ratio = statistics.median(a / b for a, b in zip(rates[index], rates[0], strict=True))
         cpu_ratio = statistics.median(b / a for a, b in zip(cpu[index], cpu[0], strict=True))
-        print(
+        row = (
             f"| {commit} | {statistics.median(rates[index]):.0f} | {rate_ratio:.3f} "
             f"| {statistics.median(cpu[index]):.2f} | {cpu_ratio:.3f} |"
         )
+        if against is not None:
+            paired = (a / b for a, b in zip(rates[index], rates[against], strict=True))
+            row += f" {statistics.median(paired):.3f} |"
+        print(row)
     return 0
 
 

@@ -23,7 +23,7 @@ import re
 
 from asgi_worker.errors import BodyTooLarge, HeadersTooLarge, MalformedRequest
 from asgi_worker.http.events import BodyChunk
-from asgi_worker.http.head_scan import FIELD_LINE
+from asgi_worker.http.head_scan import FIELD_LINE, first_fault
 
 __all__ = ["MAX_CHUNK_LINE", "ChunkedBody", "chunk_size"]
 
@@ -103,7 +103,7 @@ class ChunkedBody:
         return pos
 
     def _size_line(self, data: bytes, pos: int) -> tuple[int, int]:
-        end = data.find(b"\n", pos)
+        end = data.find(b"\n", pos, pos + MAX_CHUNK_LINE + 1)
         if end < 0:
             self._held += data[pos:]
             if len(self._held) > MAX_CHUNK_LINE:
@@ -126,27 +126,34 @@ class ChunkedBody:
         return end + 1, _TRAILERS
 
     def _trailers(self, data: bytes, pos: int) -> tuple[int, int]:
-        """One trailer line (or the empty line that ends the body), checked like a header field line."""
+        """One trailer line (or the empty line that ends the body), checked like a header field line.
+
+        As in a head (``head_scan``): a control byte or bare CR is refused where it comes, the
+        budget when it is passed, the field grammar when the line is whole.
+        """
         end = data.find(b"\n", pos)
+        stop = len(data) if end < 0 else end + 1
         budget = self._trailer_budget
         held = self._trailer_line
+        used = self._trailer_bytes + len(held)
+        within = min(stop, pos + budget - used) if budget else stop  # the new bytes within the budget
+        # From the last held byte: a CR that ended the last read is bare unless this one starts with LF.
+        window = held[-1:] + data[pos:within]
+        if first_fault(window, 0, len(window) if end < 0 or within < stop else len(window) - 1) >= 0:
+            raise MalformedRequest("control character or bare CR in the trailer section")
+        if within < stop:
+            raise HeadersTooLarge(f"trailer section larger than {budget} bytes")
         if end < 0:
-            if budget and self._trailer_bytes + len(held) + len(data) - pos > budget:
-                raise HeadersTooLarge(f"trailer section larger than {budget} bytes")
             held += memoryview(data)[pos:]  # in place: an endless trailer line is never copied whole
-            if held.find(b"\r", 0, len(held) - 1) >= 0:
-                raise MalformedRequest("bare CR in the trailer section")
             return len(data), _TRAILERS
-        line = bytes(held) + data[pos : end + 1] if held else data[pos : end + 1]
+        line = bytes(held) + data[pos:stop] if held else data[pos:stop]
         held.clear()
         self._trailer_bytes += len(line)
-        if budget and self._trailer_bytes > budget:
-            raise HeadersTooLarge(f"trailer section larger than {budget} bytes")
         if line == b"\r\n":
-            return end + 1, _DONE
+            return stop, _DONE
         if FIELD_LINE.fullmatch(line) is None:
             raise MalformedRequest("malformed trailer field line")
-        return end + 1, _TRAILERS
+        return stop, _TRAILERS
 
 
 def chunk_size(line: bytes) -> int:

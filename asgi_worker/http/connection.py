@@ -50,6 +50,12 @@ logger = logging.getLogger("asgi_worker.error")
 # Request body buffered for the app before we stop reading from the socket.
 READ_HIGH_WATER = 65536
 
+# After a refusal the client may still be sending (the body we refused, say). Closing with its bytes
+# unread makes the kernel answer them with a reset, which can destroy our answer before the client
+# has read it. So a refused connection shuts its sending side, reads and drops what still comes for
+# up to this long (or until the client closes), then closes: nginx's lingering close.
+LINGER_SECONDS = 2.0
+
 
 class Deadline(enum.Enum):
     """What ``HttpConnection.deadline``, when it passes, means."""
@@ -58,10 +64,11 @@ class Deadline(enum.Enum):
     HEAD = "a request head must be complete (408 if one has begun)"
     IDLE = "an idle keep-alive connection closes"
     BODY = "the running request's body must keep arriving (408 if no response has started)"
+    LINGER = "a refused connection has drained long enough and closes"
 
 
 _NO_DEADLINE, _HEAD_DEADLINE, _IDLE_DEADLINE = Deadline.NONE, Deadline.HEAD, Deadline.IDLE
-_BODY_DEADLINE = Deadline.BODY
+_BODY_DEADLINE, _LINGER_DEADLINE = Deadline.BODY, Deadline.LINGER
 _CLOSE, _LINGER = Next.CLOSE, Next.LINGER
 
 
@@ -83,6 +90,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._upgrade: RequestHead | None = None  # a WebSocket handshake waiting for its turn
         self._upgrade_rest = b""  # bytes that followed it, for the WebSocket side
         self._body_excused = False  # the BODY deadline was armed while the client awaited 100 Continue
+        self._lingering = False  # refused: reading and dropping until the client closes (LINGER_SECONDS)
 
     # asyncio.Protocol
 
@@ -321,7 +329,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         # One debug line: the client chooses to send bad bytes, so it must not fill the error log.
         logger.debug("Invalid HTTP request received: %s", error.detail)
         self.write(encode_error_response(error.status, self.defaults))
-        self._close()
+        self._linger()
 
     # Flow control, deadlines, shutdown
 
@@ -369,8 +377,12 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._current = self._receiving = None
             if stalled.abandon():  # its app sees http.disconnect; 408 unless a response byte went out
                 self.write(encode_error_response(408, self.defaults))
+                self._linger()
+                return
         elif kind is _HEAD_DEADLINE and self._parser.in_head:
             self.write(encode_error_response(408, self.defaults))
+            self._linger()
+            return
         self._close()
 
     def shutdown(self) -> None:
@@ -389,7 +401,22 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._current.close_after()
             self._pending.clear()
 
+    def _linger(self) -> None:
+        """After an answer that ends the connection: shut our side, drain the client's, then close."""
+        transport = self._transport
+        if self._closing or not transport.can_write_eof():  # TLS cannot half-close: close at once
+            self._close()
+            return
+        self._closing = True  # nothing more is read as HTTP: data_received drops it
+        self._lingering = True
+        transport.write_eof()  # after the answer, once it is flushed
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._set_deadline(_LINGER_DEADLINE, LINGER_SECONDS)
+
     def _close(self) -> None:
-        if not self._closing:
+        if not self._closing or self._lingering:
             self._closing = True
+            self._lingering = False
             self._transport.close()

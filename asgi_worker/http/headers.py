@@ -118,6 +118,10 @@ def head_too_large(limit: int) -> HeadersTooLarge:
     return HeadersTooLarge(f"request head larger than {limit} bytes")
 
 
+# Content-Length digits: 19 always fit in 64 bits (llhttp refuses an overflow, h11 more than 20
+# digits, and int() more than 4300). Stricter than 1*DIGIT only for a value padded with zeros.
+_MAX_LENGTH_DIGITS = 19
+
 # Header names whose value changes framing; everything else passes through untouched.
 _CONTENT_LENGTH, _TRANSFER_ENCODING, _HOST, _CONNECTION, _EXPECT, _UPGRADE = range(6)
 _FRAMING_NAMES = {
@@ -176,8 +180,8 @@ def build_head(
             content_lengths += 1
             if content_lengths > 1:
                 raise MalformedRequest("more than one Content-Length header")
-            if not value.isdigit():
-                raise MalformedRequest("Content-Length is not a number")
+            if not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
+                raise MalformedRequest("Content-Length is not a number of at most 19 digits")
             content_length = int(value)
         elif kind == _TRANSFER_ENCODING:
             if codings is None:
@@ -233,8 +237,9 @@ def check_request_line(method: str, target: bytes, http_version: str, limits: Re
     """
     if method not in KNOWN_METHODS:
         raise MalformedRequest(f"unknown method {method!r}")
-    if limits.request_line and len(target) > limits.request_line:
-        raise TargetTooLong(f"request target longer than {limits.request_line} bytes")
+    limit = limits.request_line
+    if limit and len(target) > limit and not 0 <= target.find(b"#") < limit:  # a "#" first: 400
+        raise TargetTooLong(f"request target longer than {limit} bytes")
     _check_target_form(method, target)
     if http_version != "1.1" and http_version != "1.0":
         raise VersionNotSupported(f"HTTP/{http_version} is not supported")
@@ -250,7 +255,7 @@ def _check_target_form(method: str, target: bytes) -> None:
     elif target == b"*":
         if method != "OPTIONS":
             raise MalformedRequest("asterisk target on a method other than OPTIONS")
-    elif _ABSOLUTE_FORM.match(target) is None or 0x23 in target:
+    elif _ABSOLUTE_FORM.fullmatch(target) is None:
         raise MalformedRequest("request target is not in origin, absolute or asterisk form")
 
 
@@ -262,19 +267,24 @@ _HOST_PATTERN = (
 )
 _HOST_VALUE = re.compile(_HOST_PATTERN + rb"(?::[0-9]*)?")
 _AUTHORITY_FORM = re.compile(_HOST_PATTERN + rb":[0-9]+")
-# Absolute form as llhttp reads it: a scheme of letters only, "://" and an authority. Stricter than
-# RFC 3986's scheme (which allows digits, "+", "-", "."): llhttp refuses those, and a request to an
-# HTTP server names http or https (RFC 9112 3.2.2).
-_ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://")
+# Absolute form as llhttp reads it: a scheme of letters only, "://", an authority ([userinfo "@"]
+# host [":" port]) and a path and query. Stricter than RFC 3986's scheme (which allows digits, "+",
+# "-", "."): llhttp refuses those, and a request to an HTTP server names http or https (9112 3.2.2).
+_ABSOLUTE_FORM = re.compile(
+    rb"[A-Za-z]+://(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?"
+    + _HOST_PATTERN
+    + rb"(?::[0-9]*)?(?:[/?][\x21\x22\x24-\x7e]*)?"
+)
 # Host values already found valid: a connection repeats one, so the pattern runs once per value.
 _GOOD_HOSTS: set[bytes] = set()
 _GOOD_HOSTS_MAX = 1024
+_GOOD_HOST_SIZE = 255  # a DNS name's limit: so the cache holds at most 1024 x 255 bytes
 
 
 def _check_host(value: bytes) -> None:
     if _HOST_VALUE.fullmatch(value) is None:
         raise MalformedRequest('Host is not uri-host [ ":" port ]')
-    if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+    if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX and len(value) <= _GOOD_HOST_SIZE:
         _GOOD_HOSTS.add(value)
 
 

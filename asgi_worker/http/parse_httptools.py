@@ -71,7 +71,7 @@ class HttptoolsParser(BodyReader):
         self._stale = False  # llhttp waits for a body or an upgrade: the next head needs a new one
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._line_length = 0  # bytes of the request line before its CRLF, as received
+        self._line_length = 0  # bytes of the request line before its LF, as received
         self._scanner: HeadScanner | None = None  # a head arriving in pieces
         # True while part of a request head has arrived but not all of it; an attribute, not a
         # property, because the connection reads it after every response.
@@ -117,15 +117,19 @@ class HttptoolsParser(BodyReader):
         self.in_head = False
         head = scanner.head
         self._read_head(head, 0, len(head))
+        if self.switched is not None:  # a WebSocket head: the bytes after it are the client's frames
+            self.switched = data[end:]
+            return len(data)
         return end
 
     def _read_head(self, data: bytes, start: int, end: int) -> int:
         """llhttp reads the whole head ``data[start:end]``; emit it and enter its body. Returns ``end``."""
-        if self._stale:
+        fresh = self._stale
+        if fresh:
             self._parser = httptools.HttpRequestParser(self)
             self._stale = False
         self._head = None
-        self._line_length = data.find(0x0D, start) - start  # an int: memchr, not a substring search
+        self._line_length = data.find(0x0A, start) - start  # an int: memchr, not a substring search
         try:
             self._parser.feed_data(data if end == len(data) and not start else data[start:end])
         except httptools.HttpParserUpgrade:
@@ -138,14 +142,17 @@ class HttptoolsParser(BodyReader):
                 raise classify(data[start:end], self._limits, str(cause)) from None
             raise MalformedRequest(f"malformed request: {exc}") from None
         except httptools.HttpParserError as exc:
+            if self._head is None:
+                if not fresh:  # llhttp may carry a decision over from the last request (Proxy-Connection)
+                    self._stale = True
+                    return self._read_head(data, start, end)
+                raise classify(data[start:end], self._limits, str(exc)) from None
             # llhttp refused what it read after our head was built (a Transfer-Encoding it does not
             # know how to frame, say): the body is ours to read, the head stands.
-            if self._head is None:
-                raise classify(data[start:end], self._limits, str(exc)) from None
             self._stale = True
         head = self._head
-        if head is None:  # cannot happen: llhttp ends a head at its first blank line or fails
-            raise MalformedRequest("request head did not end at its blank line")
+        if head is None:  # llhttp read no head in it ("PRI * HTTP/2.0", its HTTP/2 preface, say)
+            raise classify(data[start:end], self._limits, "no request head")
         if head.websocket and self._switch_websocket:  # the WebSocket side takes the connection
             self._events.append(REQUEST_END)
             self._done = True
@@ -173,7 +180,7 @@ class HttptoolsParser(BodyReader):
         parser = self._parser
         method = parser.get_method()
         url = self._url
-        if self._line_length != len(method) + len(url) + 10:  # 10: two SP and "HTTP/1.1"
+        if self._line_length != len(method) + len(url) + 11:  # 11: two SP, "HTTP/1.1" and CR
             raise _NotOneRequestLine("request line is not method SP target SP HTTP-version")
         self._head = head = build_head(
             METHOD_NAMES.get(method) or method.decode("ascii"),

@@ -112,6 +112,32 @@ def test_declared_length_over_the_limit_is_413_before_the_app_runs(serve, expect
     assert not app.called
 
 
+def test_a_client_that_sends_the_refused_body_anyway_still_reads_the_413(serve):
+    # The refusal comes before the body; a client that does not wait for it (no Expect) sends 8 MiB.
+    # Closing with those bytes unread would reset the connection under the client (EPIPE or
+    # ECONNRESET, the 413 lost): the server shuts its side, drains, and closes when the client does.
+    body = b"x" * (8 << 20)
+    with serve(BodyReader(), limit_request_body=LIMIT, **EXACT) as srv, srv.connect() as sock:
+        sock.sendall(head(len(body)) + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = read_response(sock)
+        assert_413(answer)
+        assert sock.recv(1) == b""  # then the server closes: it does not wait out its linger
+
+
+def test_a_refused_client_that_never_closes_is_closed_after_the_linger():
+    from asgi_worker.http.connection import LINGER_SECONDS
+    from tests.conftest import run_server
+
+    with run_server(BodyReader(), limit_request_body=LIMIT, **EXACT) as srv, srv.connect() as sock:
+        sock.sendall(head(LIMIT + 1) + b"x" * 1000)
+        assert_413(read_response(sock))
+        started = time.monotonic()
+        sock.settimeout(LINGER_SECONDS + TIMEOUT)
+        assert sock.recv(1) == b""  # closed by the server, without our EOF
+        assert time.monotonic() - started < LINGER_SECONDS + 2 * TICK + 1.0
+
+
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_body_at_the_limit_is_served(serve, framing):
     body = b"x" * LIMIT

@@ -12,6 +12,7 @@ sends one case per class through gunicorn and ``asgi-supervise``, from these tab
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass
@@ -295,6 +296,8 @@ def test_every_smuggling_class_is_answered_alike(serve, caplog, case, before, de
         else:
             send_bytewise(sock, data)
         answer = read_response(sock)
+        with contextlib.suppress(OSError):  # a refused connection lingers until the client closes
+            sock.shutdown(socket.SHUT_WR)
         assert wait_until(lambda: settled(srv))
         records = connection_records(caplog, logging.DEBUG)
     responses = check_answer(case, answer, before)
@@ -340,6 +343,8 @@ def test_a_body_cut_off_by_the_client_never_completes(serve, caplog, data):
         assert wait_until(lambda: app.calls or srv.server.server_state.tasks)  # the head was read
         sock.shutdown(socket.SHUT_WR)
         answer = read_response(sock)
+        with contextlib.suppress(OSError):  # a refused connection lingers until the client closes
+            sock.shutdown(socket.SHUT_WR)
         assert wait_until(lambda: settled(srv))
         noisy = connection_records(caplog, logging.WARNING)
     assert answer == b""  # nobody is left to answer: the client will send no more of the request
