@@ -20,6 +20,10 @@ Rules:
   (malformed, past ``--limit-request-body``, past ``--timeout-request-body``), its app sees
   ``http.disconnect`` and the client gets the status (400, 413, 408) if no response byte was
   written, else the connection closes. Each refusal is one debug line: clients choose them.
+- After a refusal the connection lingers (``LINGER_SECONDS``): it sends its FIN after the answer,
+  reads and drops what the client still sends, and closes when the client does. Closing at once
+  with the client's bytes unread would reset the connection and could destroy the answer (a 413
+  to a client that sends its upload anyway).
 """
 
 from __future__ import annotations

@@ -94,6 +94,7 @@ def test_expectation_is_well_formed(case: Case) -> None:
         assert keys <= _INVALID_KEYS and {"status", "requests_before"} <= keys
         assert case.expect["status"] in {400, 413, 414, 431, 501, 505}
     assert answer_problems(case.rfc_answer()) == []
+    assert "RFC" in case.expect.get("comment", ""), "a fixture names the RFC section it rests on"
     assert set(case.expect.get("limits", {})) <= _LIMIT_NAMES
     if "known" in case.expect:
         known = dict(case.known)
