@@ -10,7 +10,8 @@ Rules:
   and an app that fails between ``http.response.start`` and its body still gets a clean 500.
 - The state machine (``CycleState``) rejects a message its state does not allow with an
   ``AppProtocolError`` naming both. After the client disconnects, ``send`` is a no-op (ASGI 2.4).
-- ``Expect: 100-continue`` is answered on the first ``receive`` that has to wait for the body.
+- ``Expect: 100-continue`` is answered on the first ``receive`` that has to wait for the body,
+  unless a body byte has come already (the client did not wait).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class HttpCycle:
         self.task: asyncio.Task[None] | None = None
         self._keep_alive = keep_alive  # the request's wish (keepalive.request_keep_alive)
         self._draining = False
-        self._expect_continue = expect_continue  # cleared once "100 Continue" is written
+        self._expect_continue = expect_continue  # cleared once "100 Continue" is written or a body byte came
         self._chunks: list[bytes] | None = None
         self.body_size = 0  # request body bytes received and not yet handed to the app
         self.body_done = False  # the whole request body has been received
@@ -163,6 +164,9 @@ class HttpCycle:
         """Buffer a body chunk for ``receive``. The connection watches ``body_size`` for backpressure."""
         if self._body_handed:
             return
+        # The client sends its body without waiting: no "100 Continue" then (RFC 9110 10.1.1 lets us
+        # omit it), so whether one goes out does not depend on when the app first waits.
+        self._expect_continue = False
         if self._chunks is None:
             self._chunks = [data]
         else:

@@ -994,6 +994,23 @@ def test_no_100_continue_when_receive_does_not_have_to_wait(before, first, calls
     assert host.calls == calls
 
 
+def test_no_100_continue_once_the_client_sent_body_bytes_without_waiting():
+    # RFC 9110 10.1.1: a server may omit it once content has arrived; we do, so whether it is
+    # written does not depend on when the app first waits (found by the wire fuzz campaign).
+    cycle, host = make_cycle(method="POST", expect_continue=True, body_done=False)
+    cycle.feed_body(b"ab")
+    messages: list[dict[str, Any]] = []
+
+    async def connection(task: asyncio.Task[None]) -> None:
+        await settle()  # the app took "ab" and waits for the rest
+        cycle.feed_body(b"cde")
+        cycle.end_body()
+
+    run_app(cycle, _reader(messages), connection)
+    assert messages == [request(b"ab", True), request(b"cde", False)]
+    assert ("write", CONTINUE_RESPONSE) not in host.calls
+
+
 def test_no_100_continue_when_the_app_answers_without_reading():
     cycle, host = make_cycle(method="POST", expect_continue=True, body_done=False)
     run_app(cycle, replying(start(413), body(b"too big")))
