@@ -76,3 +76,15 @@ def client(srv: Any, path: str = "/", **kwargs: Any) -> ClientConnection:
     kwargs.setdefault("close_timeout", TIMEOUT)
     scheme = "wss" if "ssl" in kwargs else "ws"
     return connect(f"{scheme}://127.0.0.1:{srv.port}{path}", **kwargs)
+
+
+def counting_app(calls: Recorder) -> Any:
+    """Records every scope type it is called for; answers HTTP with 200 "http"."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.add(scope["type"])
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+            await send({"type": "http.response.body", "body": b"http"})
+
+    return app

@@ -8,7 +8,7 @@ import gc
 
 from tests.conftest import read_response, read_until
 from tests.timing import TICK, TIMEOUT
-from tests.ws.apps import Recorder, client, echo_app
+from tests.ws.apps import Recorder, client, counting_app, echo_app
 from tests.ws.frames import (
     ACCEPT,
     CLOSE,
@@ -28,18 +28,6 @@ EXACT = {"server_header": True, "date_header": False}
 
 def address(srv):
     return ("127.0.0.1", srv.port)
-
-
-def counting_app(calls):
-    """An app that only records that it was called (and answers HTTP with 200 "http")."""
-
-    async def app(scope, receive, send):
-        calls.add(scope["type"])
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
-            await send({"type": "http.response.body", "body": b"http"})
-
-    return app
 
 
 def test_switching_head_exact_bytes(serve):

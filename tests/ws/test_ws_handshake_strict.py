@@ -19,23 +19,11 @@ from asgi_worker.ws.handshake import Handshake
 from tests.conftest import read_response, read_until
 from tests.gunicorn.harness import gunicorn
 from tests.timing import TIMEOUT
-from tests.ws.apps import Recorder
+from tests.ws.apps import Recorder, counting_app
 from tests.ws.frames import KEY, handshake_request
 
 EXACT = {"server_header": True, "date_header": False}
 VERSION_13 = b"\r\nSec-WebSocket-Version: 13\r\n"
-
-
-def counting_app(calls: Recorder):
-    """Records every scope type it is called for; answers HTTP with 200 "http"."""
-
-    async def app(scope, receive, send):
-        calls.add(scope["type"])
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
-            await send({"type": "http.response.body", "body": b"http"})
-
-    return app
 
 
 def with_version(*lines: str) -> bytes:
