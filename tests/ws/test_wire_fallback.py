@@ -191,10 +191,13 @@ def test_an_oversized_message_is_1009_on_the_stock_protocol(serve, stock_path, c
             ws.send(b"b" * (EAGER_PAYLOAD + 1))
             ws.recv(timeout=TIMEOUT)
         except ConnectionClosedError:
-            assert ws.close_code == 1009
+            # 1006: the reset below reached the client before the 1009 frame was read (the kernel
+            # drops what the client had not read yet when the reset comes).
+            assert ws.close_code in (1009, 1006)
         except ConnectionResetError:
             # The server refuses from the frame's length, sends 1009 and closes first (RFC 6455
-            # 7.1.1); a client still writing the rest of a 1 MiB payload can meet the reset instead.
+            # 7.1.7, failing the connection); a client still writing the rest of a 1 MiB payload
+            # can meet the reset instead.
             pass
         else:
             pytest.fail("the oversized message was delivered")
