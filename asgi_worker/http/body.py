@@ -1,9 +1,10 @@
-"""Reading a request body by its framing, shared by both parser adapters.
+"""What follows a request head, shared by both parser adapters: its body, or a WebSocket switch.
 
 Neither library frames bodies for us (``parse_httptools.py``, ``parse_h11.py``): once an adapter has a
 head, the body it announces (``RequestHead.body_length``) is read here, a Content-Length body by
 count and a chunked one by ``chunks.ChunkedBody``, and ``REQUEST_END`` follows its last byte. So the
-two parsers cannot frame the same bytes two ways.
+two parsers cannot frame the same bytes two ways. A WebSocket handshake the server switches for
+(``switch_websocket``) ends reading instead: ``switched`` keeps the bytes after its head.
 """
 
 from __future__ import annotations
@@ -17,21 +18,40 @@ __all__ = ["BodyReader"]
 
 
 class BodyReader:
-    """The body half of a parser adapter: the adapter reads heads and calls ``_begin_body``."""
+    """The half of a parser adapter after each head: the adapter reads heads and calls ``_begin_body``."""
 
-    __slots__ = ("_body_left", "_chunks", "_done", "_events", "_head", "_limits")
+    __slots__ = (
+        "_body_left",
+        "_chunks",
+        "_done",
+        "_events",
+        "_head",
+        "_limits",
+        "_switch_websocket",
+        "switched",
+    )
 
-    def __init__(self, limits: RequestLimits) -> None:
+    def __init__(self, limits: RequestLimits, switch_websocket: bool) -> None:
         self._limits = limits
+        self._switch_websocket = switch_websocket
+        self.switched: bytes | None = None  # the bytes after a WebSocket head we stopped at
         self._events: list[Event | RequestError] = []  # the list the current feed returns
         self._head: RequestHead | None = None  # the last head read
         self._body_left = 0  # Content-Length bytes still to come
         self._chunks: ChunkedBody | None = None  # the chunked body being read
         self._done = False  # nothing more will be read
 
-    def _begin_body(self, head: RequestHead) -> None:
-        """``head`` was just emitted: end it at once, or read the body it announces next."""
+    def _begin_body(self, head: RequestHead, data: bytes, end: int) -> int:
+        """``head`` (emitted, ending at ``data[end]``) starts: end it, switch, or read its body next.
+
+        Returns where reading goes on in ``data``: ``end``, or ``len(data)`` after a switch.
+        """
         self._head = head
+        if head.websocket and self._switch_websocket:  # the WebSocket side takes the connection
+            self._end_request()
+            self._done = True
+            self.switched = data[end:]
+            return len(data)
         length = head.body_length
         if length == 0:
             self._end_request()
@@ -39,6 +59,7 @@ class BodyReader:
             self._chunks = ChunkedBody(self._limits.head, self._limits.body)
         else:
             self._body_left = length
+        return end
 
     def _read_body(self, data: bytes, pos: int) -> int:
         """Read body bytes from ``data[pos:]``; return where the body ends, or ``len(data)``."""

@@ -19,7 +19,7 @@ import h11
 
 from asgi_worker.errors import MalformedRequest, RequestError
 from asgi_worker.http.body import BodyReader
-from asgi_worker.http.events import REQUEST_END, Event, RequestHead
+from asgi_worker.http.events import Event, RequestHead
 from asgi_worker.http.head_scan import HeadScanner, classify
 from asgi_worker.http.headers import build_head
 from asgi_worker.http.limits import RequestLimits
@@ -32,16 +32,10 @@ _SERVER = h11.SERVER
 class H11Parser(BodyReader):
     """Turns request bytes into events with h11. One instance per connection."""
 
-    __slots__ = (
-        "_scanner",
-        "_switch_websocket",
-        "switched",
-    )
+    __slots__ = ("_scanner",)
 
     def __init__(self, limits: RequestLimits, switch_websocket: bool = False) -> None:
-        super().__init__(limits)
-        self._switch_websocket = switch_websocket
-        self.switched: bytes | None = None  # bytes after a WebSocket head we stopped at
+        super().__init__(limits, switch_websocket)
         self._scanner = HeadScanner(limits)
 
     @property
@@ -76,13 +70,7 @@ class H11Parser(BodyReader):
         self._scanner = HeadScanner(self._limits)
         head = self._read_head(scanner)
         self._events.append(head)
-        if head.websocket and self._switch_websocket:  # the WebSocket side takes the connection
-            self._events.append(REQUEST_END)
-            self._done = True
-            self.switched = data[end:]
-            return len(data)
-        self._begin_body(head)
-        return end
+        return self._begin_body(head, data, end)
 
     def _read_head(self, scanner: HeadScanner) -> RequestHead:
         raw = scanner.head

@@ -31,7 +31,7 @@ import httptools
 
 from asgi_worker.errors import MalformedRequest, RequestError
 from asgi_worker.http.body import BodyReader
-from asgi_worker.http.events import REQUEST_END, Event
+from asgi_worker.http.events import REQUEST_END, Event, RequestHead
 from asgi_worker.http.head_scan import HeadScanner, classify
 from asgi_worker.http.headers import METHOD_NAMES, build_head
 from asgi_worker.http.limits import RequestLimits
@@ -56,17 +56,13 @@ class HttptoolsParser(BodyReader):
         "_parser",
         "_scanner",
         "_stale",
-        "_switch_websocket",
         "_url",
         "in_head",
-        "switched",
     )
 
     def __init__(self, limits: RequestLimits, switch_websocket: bool = False) -> None:
-        super().__init__(limits)
+        super().__init__(limits, switch_websocket)
         self._head_limit = limits.head or 1 << 62  # the fast path looks this far for a blank line
-        self._switch_websocket = switch_websocket
-        self.switched: bytes | None = None  # bytes after a WebSocket head we stopped at
         self._parser = httptools.HttpRequestParser(self)
         self._stale = False  # llhttp waits for a body or an upgrade: the next head needs a new one
         self._url = b""
@@ -94,7 +90,9 @@ class HttptoolsParser(BodyReader):
                     and (found := data.find(_BLANK_LINE, pos, pos + head_limit)) > pos
                     and data[pos] not in _EMPTY_LINE_BYTES
                 ):  # the fast path: a whole head starts here (module docstring)
-                    pos = self._read_head(data, pos, found + 4)
+                    end = found + 4
+                    head = self._read_head(data, pos, end)
+                    pos = end if head is None else self._begin_body(head, data, end)
                 else:
                     pos = self._scan_head(data, pos)
         except RequestError as error:
@@ -115,15 +113,16 @@ class HttptoolsParser(BodyReader):
             return len(data)
         self._scanner = None
         self.in_head = False
-        head = scanner.head
-        self._read_head(head, 0, len(head))
-        if self.switched is not None:  # a WebSocket head: the bytes after it are the client's frames
-            self.switched = data[end:]
-            return len(data)
-        return end
+        raw = scanner.head
+        head = self._read_head(raw, 0, len(raw))
+        return end if head is None else self._begin_body(head, data, end)
 
-    def _read_head(self, data: bytes, start: int, end: int) -> int:
-        """llhttp reads the whole head ``data[start:end]``; emit it and enter its body. Returns ``end``."""
+    def _read_head(self, data: bytes, start: int, end: int) -> RequestHead | None:
+        """llhttp reads the whole head ``data[start:end]`` and it is emitted.
+
+        Returns the head when ``_begin_body`` must still follow it (a body, or a WebSocket switch),
+        ``None`` when it has ended already (on_headers_complete ends every bodiless request inline).
+        """
         fresh = self._stale
         if fresh:
             self._parser = httptools.HttpRequestParser(self)
@@ -145,7 +144,7 @@ class HttptoolsParser(BodyReader):
             if self._head is None:
                 if not fresh:  # llhttp may carry a decision over from the last request (Proxy-Connection)
                     self._stale = True
-                    return self._read_head(data, start, end)
+                    return self._read_head(data, start, end)  # once: the parser is fresh now
                 raise classify(data[start:end], self._limits, str(exc)) from None
             # llhttp refused what it read after our head was built (a Transfer-Encoding it does not
             # know how to frame, say): the body is ours to read, the head stands.
@@ -153,15 +152,11 @@ class HttptoolsParser(BodyReader):
         head = self._head
         if head is None:  # llhttp read no head in it ("PRI * HTTP/2.0", its HTTP/2 preface, say)
             raise classify(data[start:end], self._limits, "no request head")
-        if head.websocket and self._switch_websocket:  # the WebSocket side takes the connection
-            self._events.append(REQUEST_END)
-            self._done = True
-            self.switched = data[end:]
-            return len(data)
         if head.body_length:
             self._stale = True
-            self._begin_body(head)
-        return end
+        elif not (head.websocket and self._switch_websocket):
+            return None
+        return head
 
     # httptools callbacks. They run inside feed_data; raising a RequestError aborts the parse. There is
     # no on_message_begin, on_body or on_message_complete: llhttp is never given a body.
@@ -191,7 +186,8 @@ class HttptoolsParser(BodyReader):
         )
         events = self._events
         events.append(head)
-        if not (head.body_length or (head.websocket and self._switch_websocket)):  # every GET ends here
+        # _begin_body's common case, inline (every GET): a bodiless request that is no switch ends here.
+        if not (head.body_length or (head.websocket and self._switch_websocket)):
             events.append(REQUEST_END)
             if not head.keep_alive:
                 self._done = True
