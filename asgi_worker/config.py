@@ -27,6 +27,7 @@ from asgi_worker.http.limits import (
     DEFAULT_LIMIT_REQUEST_LINE,
     RequestLimits,
 )
+from asgi_worker.listeners import check_bind_address
 from asgi_worker.log import LOG_LEVELS, LOGGING_CONFIG, compile_access_format, configure_logging
 from asgi_worker.options import (
     HttpName,
@@ -249,6 +250,17 @@ class Config:
         "Maximum size of a request body in bytes, 0 for no limit (as uvicorn). Past it: 413, "
         "before the app runs when Content-Length says so.",
     )
+    control_bind: str | None = setting(
+        None,
+        "Serve /metrics, /livez and /readyz on this HOST:PORT or unix:PATH (never the app's port); "
+        "/metrics needs the metrics extra.",
+        metavar="ADDRESS",
+    )
+    shutdown_delay: float = setting(
+        0.0,
+        "On SIGTERM, turn /readyz to 503 at once and keep serving this many seconds (for the load "
+        "balancer to notice), then drain.",
+    )
     workers: int | None = setting(
         None,
         "Number of worker processes: this command runs one; use asgi-supervise for more.",
@@ -279,6 +291,8 @@ class Config:
             raise ConfigError("ssl_keyfile needs ssl_certfile (the certificate that goes with the key)")
         if not self.timeout_tls_handshake:
             raise ConfigError("timeout_tls_handshake must be more than 0 seconds")
+        if self.control_bind is not None:
+            check_bind_address(self.control_bind, "control_bind")
         root_path = self.root_path
         if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
             raise ConfigError(f"root_path must start with '/' and not end with one, not {root_path!r}")

@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asgi_worker.clock import Clock
@@ -20,11 +21,13 @@ from asgi_worker.http.events import ParserFactory
 from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.http.response import DefaultHeaderBlock
+from asgi_worker.metrics.counts import RequestHistogram, ServerCounts, snapshot
 from asgi_worker.tls import TlsFacts
 from asgi_worker.types import ASGIApp
 
 if TYPE_CHECKING:
     from asgi_worker.config import Config
+    from asgi_worker.http.cycle import HttpCycle
     from asgi_worker.http.events import RequestHead
     from asgi_worker.http.scope import ConnectionFacts
     from asgi_worker.log import AccessLog
@@ -63,15 +66,25 @@ class ServerState:
 
     ``connections`` holds the open protocol instances, ``tasks`` the running app tasks,
     ``total_requests`` counts every request started; ``draining`` is set once a graceful stop began.
+    ``counts`` are the always-kept counters, ``histogram`` the per-request ones when metrics are on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: bool = False) -> None:
         self.total_requests = 0
+        self.counts = ServerCounts()
+        self.histogram = RequestHistogram() if metrics else None
         self.connections: set[ServedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.default_headers: list[tuple[bytes, bytes]] = []
         self.draining = False
         self.drained: asyncio.Event | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything counted so far (``metrics.counts.snapshot``); callable from another thread."""
+        histogram = self.histogram
+        finished = histogram.finished if histogram is not None else self.total_requests
+        active = max(0, self.total_requests - finished - self.counts.refused)
+        return snapshot(self.counts, histogram, len(self.connections), active)
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,11 +116,17 @@ class ServerContext:
     # Read on every connection or request, so kept here rather than behind a property:
     connections: set[ServedConnection] = field(init=False)  # state.connections
     tasks: set[asyncio.Task[None]] = field(init=False)  # state.tasks
+    counts: ServerCounts = field(init=False)  # state.counts
+    histogram: RequestHistogram | None = field(init=False)  # state.histogram: None when metrics are off
+    timed: bool = field(init=False)  # requests are timed: for the access log or the histogram
     limited: bool = field(init=False)  # a limit is set: only then are the limit checks paid for
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connections", self.state.connections)
         object.__setattr__(self, "tasks", self.state.tasks)
+        object.__setattr__(self, "counts", self.state.counts)
+        object.__setattr__(self, "histogram", self.state.histogram)
+        object.__setattr__(self, "timed", self.access_log.enabled or self.state.histogram is not None)
         object.__setattr__(
             self, "limited", self.max_requests is not None or self.limit_concurrency is not None
         )
@@ -126,6 +145,22 @@ class ServerContext:
         """True when ``limit_concurrency`` says to answer 503 instead of running the app."""
         limit = self.limit_concurrency
         return limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit)
+
+    def cycle_finished(self, cycle: HttpCycle) -> None:
+        """An HTTP request's app task is ending: count it (metrics on), then ``task_finished``."""
+        histogram = self.histogram
+        if histogram is not None:
+            scope = cycle.scope
+            histogram.record(
+                scope["method"],
+                cycle.status,
+                scope["scheme"],
+                scope["http_version"],
+                perf_counter() - cycle.start_time,
+                cycle.body_received,
+                cycle.bytes_sent,
+            )
+        self.task_finished(cycle.task)
 
     def task_finished(self, task: asyncio.Task[None] | None) -> None:
         """An app task is ending: forget it, and wake ``wait_drained`` if it was the last thing running."""

@@ -12,14 +12,20 @@ import os
 import socket
 import stat
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from asgi_worker.errors import ConfigError, StartupError
 
-if TYPE_CHECKING:
-    from asgi_worker.config import Config
-
-__all__ = ["bind_tcp", "bind_unix", "from_fd", "open_listeners", "socket_url"]
+__all__ = [
+    "BindSettings",
+    "bind_address",
+    "bind_tcp",
+    "bind_unix",
+    "check_bind_address",
+    "from_fd",
+    "open_listeners",
+    "socket_url",
+]
 
 
 def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
@@ -93,7 +99,18 @@ def socket_url(sock: socket.socket, scheme: str) -> str:
     return f"{scheme}://{address[0]}:{address[1]}"
 
 
-def open_listeners(config: Config, binds: Sequence[str] = ()) -> list[socket.socket]:
+class BindSettings(Protocol):
+    """The settings ``open_listeners`` reads (a ``Config`` has them)."""
+
+    host: str
+    port: int
+    uds: str | None
+    uds_mode: int
+    fd: int | None
+    backlog: int
+
+
+def open_listeners(config: BindSettings, binds: Sequence[str] = ()) -> list[socket.socket]:
     """Bind what the settings ask for, once: every ``binds`` entry (the supervisor's ``--bind``),
     else ``--fd``, ``--uds`` or ``--host``/``--port``. Raises ``StartupError``, or ``ConfigError``
     for a malformed bind address."""
@@ -104,15 +121,28 @@ def open_listeners(config: Config, binds: Sequence[str] = ()) -> list[socket.soc
         if config.uds is not None:
             return [bind_unix(config.uds, backlog, config.uds_mode)]
         return [bind_tcp(config.host, config.port, backlog)]
-    sockets = []
-    for bind in binds:
-        if bind.startswith("unix:"):
-            sockets.append(bind_unix(bind[5:], backlog, config.uds_mode))
-        elif bind.startswith("fd://"):
-            sockets.append(from_fd(int(bind[5:])))
-        else:
-            host, _, port = bind.rpartition(":")
-            if not port.isdigit():
-                raise ConfigError(f"--bind {bind!r} must be HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N")
-            sockets.append(bind_tcp(host or "0.0.0.0", int(port), backlog))
-    return sockets
+    return [bind_address(bind, backlog, config.uds_mode) for bind in binds]
+
+
+_BIND_FORMS = "HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
+
+
+def check_bind_address(address: str, name: str = "--bind") -> None:
+    """Raise ``ConfigError`` unless ``address`` has one of the forms ``bind_address`` takes."""
+    if address.startswith(("unix:", "fd://")):
+        if len(address) > 5 and (address[:5] == "unix:" or address[5:].isdigit()):
+            return
+    elif address.rpartition(":")[2].isdigit():
+        return
+    raise ConfigError(f"{name} {address!r} must be {_BIND_FORMS}")
+
+
+def bind_address(address: str, backlog: int, uds_mode: int = 0o666) -> socket.socket:
+    """Bind one ``--bind``-style address: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N."""
+    check_bind_address(address)
+    if address.startswith("unix:"):
+        return bind_unix(address[5:], backlog, uds_mode)
+    if address.startswith("fd://"):
+        return from_fd(int(address[5:]))
+    host, _, port = address.rpartition(":")
+    return bind_tcp(host or "0.0.0.0", int(port), backlog)

@@ -7,6 +7,10 @@ event; nothing polls) -> ``shutdown``. Graceful shutdown, in order:
 3. wait for connections and app tasks to finish, up to ``timeout_graceful_shutdown`` (or until a
    second signal sets ``force_exit``), then cancel the stragglers;
 4. run lifespan shutdown (after the drain, so requests can still use what startup created).
+With ``--shutdown-delay`` the stop first waits that long, serving as usual, while the control
+listener's ``/readyz`` already answers 503 (a load balancer stops sending; then we drain).
+With ``--control-bind`` a thread serves ``/metrics``, ``/livez``, ``/readyz`` (``control/``),
+so they answer while the event loop is busy or blocked.
 A periodic tick (``on_tick``) refreshes the Date header and sweeps connection deadlines.
 Signal handlers only record (ARCHITECTURE.md, "Signal handlers only record"); the loop acts.
 """
@@ -49,8 +53,15 @@ class Server:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.server_state = ServerState()
+        self.server_state = ServerState(metrics=config.control_bind is not None)
         self.started = False
+        self.last_tick = 0.0  # time.monotonic() of the last tick (the control listener's /livez)
+        # A supervisor's worker clears these two: its supervisor serves the control listener and
+        # waits the shutdown delay itself.
+        self.serve_control = True
+        self.shutdown_delay = config.shutdown_delay
+        self._control: Any = None  # control.listener.ControlThread while serving
+        self._sockets: list[socket.socket] = []
         self.force_exit = False
         self._should_exit = False
         self._exit_event: asyncio.Event | None = None
@@ -102,7 +113,12 @@ class Server:
     async def serve(self, sockets: Sequence[socket.socket] | None = None) -> None:
         """Serve on the running loop until stopped; signals are captured meanwhile."""
         with self.capture_signals():
-            await self._serve(sockets)
+            try:
+                await self._serve(sockets)
+            finally:
+                if self._control is not None:
+                    self._control.stop()
+                    self._control = None
 
     async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
         config = self.config
@@ -112,12 +128,54 @@ class Server:
         if self._should_exit:
             self._exit_event.set()
         pid_line("Started")
+        if self.serve_control and config.control_bind is not None and not self._start_control():
+            return
         await self.startup(sockets=sockets)
         if self.should_exit:
             return
         await self.main_loop()
+        await self._delay_shutdown()
         await self.shutdown(sockets=sockets)
         pid_line("Finished")
+
+    def _start_control(self) -> bool:
+        """Bind and serve the control listener (before the app starts, so /livez answers meanwhile)."""
+        from asgi_worker.control.endpoints import ProcessEndpoints
+        from asgi_worker.control.listener import ControlListener, ControlThread
+        from asgi_worker.listeners import bind_address, socket_url
+
+        config = self.config
+        assert config.control_bind is not None
+        try:
+            sock = bind_address(config.control_bind, 64, config.uds_mode)
+        except StartupError as exc:
+            logger.error("Control listener: %s", exc)
+            self.should_exit = True
+            return False
+        self._control = ControlThread(ControlListener(sock, ProcessEndpoints(self)))
+        self._control.start()
+        logger.info("Control listener on %s (/metrics, /livez, /readyz)", socket_url(sock, "http"))
+        return True
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """Everything this server counted (``metrics.counts.snapshot``); safe from another thread."""
+        return self.server_state.snapshot()
+
+    def listening(self) -> tuple[list[socket.socket], list[str]]:
+        """The listening sockets and how metrics name them."""
+        scheme = "https" if self.config.is_ssl else "http"
+        sockets = [sock for sock in self._sockets if sock.fileno() >= 0]
+        return sockets, [socket_url(sock, scheme) for sock in sockets]
+
+    async def _delay_shutdown(self) -> None:
+        """``--shutdown-delay``: keep serving as usual (``/readyz`` says 503 already) before draining.
+        A second signal ends the wait, and the stop is then a forced one."""
+        delay = self.shutdown_delay
+        if not delay or self.force_exit:
+            return
+        logger.info("Shutdown delay: serving %g s more before draining", delay)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wait_forced(), delay)
 
     async def startup(self, sockets: Sequence[socket.socket] | None = None) -> None:
         """Lifespan startup, then listen. On failure: log one line, set ``should_exit``, stay unstarted."""
@@ -147,6 +205,7 @@ class Server:
             await self.lifespan.shutdown()
             self.should_exit = True
             return
+        self._sockets = listening
         ctx = self._ctx = self._make_context(self.lifespan.state)
         if ctx.max_requests is not None:
             logger.debug("Process %d serves at most %d requests", os.getpid(), ctx.max_requests)
@@ -227,6 +286,7 @@ class Server:
         ctx = self._ctx
         if ctx is None:
             return
+        self.last_tick = time.monotonic()
         loop = ctx.loop
         now = loop.time()
         wall = time.time()

@@ -10,11 +10,18 @@ Invariants of the loop (the decisions themselves are ``policy.decide``):
 - A worker that exits with a boot or config error before it was ever ready halts the supervisor
   (exit 3) instead of being forked again and again.
 - Stopping is one-way: a graceful stop drains every worker, a second SIGINT or a SIGQUIT makes
-  it quick; stragglers are killed at their deadline; the loop ends when no worker is left.
+  it quick; stragglers are killed at their deadline; the loop ends when no worker is left. With
+  ``--shutdown-delay`` the first SIGTERM/SIGINT makes ``/readyz`` 503 at once and the workers
+  serve on, untouched, for the delay; then the drain begins (a second signal begins it at once).
+- The control listener (``--control-bind``) is served by this loop (``telemetry.py``): its
+  descriptors join the ``select``, and its requests are answered at the end of the iteration, after
+  the signals and worker messages of that iteration were taken (so ``/readyz`` is 503 in the very
+  iteration that took SIGTERM).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -29,6 +36,7 @@ from asgi_worker.listeners import open_listeners, socket_url
 from supervisor.config import DEFAULT_GRACEFUL_TIMEOUT, SupervisorConfig
 from supervisor.policy import DUMP_GRACE, Action, WorkerState, decide
 from supervisor.signals import Command, SignalInbox, command_for
+from supervisor.telemetry import SupervisorEndpoints
 from supervisor.workers import WorkerRecord, fork_worker, reopen_log_files, set_supervisor_title
 
 __all__ = ["Supervisor"]
@@ -65,6 +73,10 @@ class Supervisor:
         self._last_watchdog = 0.0
         self._watcher: Any = None
         self._reload_changes: list[Any] = []  # appended by the watcher thread, taken by the loop
+        self._stop_at: float | None = None  # --shutdown-delay: when the drain begins
+        self._control: Any = None  # asgi_worker.control.listener.ControlListener
+        self._control_ready: set[int] = set()  # its descriptors select found ready
+        self.telemetry: SupervisorEndpoints | None = None
         graceful = config.timeout_graceful_shutdown
         self.graceful_timeout = DEFAULT_GRACEFUL_TIMEOUT if graceful is None else graceful
         self.boot_timeout = settings.timeout_worker_healthcheck + (config.timeout_lifespan_startup or 60.0)
@@ -80,12 +92,14 @@ class Supervisor:
         self._notifier = Notifier()
         self._notifier.forget_environment()
         self.sockets = listen_fds() or open_listeners(self.config, self.settings.binds)
+        scheme = "https" if self.config.is_ssl else "http"
+        if self.config.control_bind is not None:
+            self._open_control(scheme)
         if pidfile is not None:
             pidfile.create(os.getpid())
         self._inbox = SignalInbox()
         set_supervisor_title(self.config)
         try:
-            scheme = "https" if self.config.is_ssl else "http"
             for sock in self.sockets:
                 logger.info("Listening on %s", socket_url(sock, scheme))
             logger.info("Supervisor %d started, %d worker(s)", os.getpid(), self.target)
@@ -95,6 +109,8 @@ class Supervisor:
             if self._watcher is not None:
                 self._watcher.stop()
             self._inbox.close()
+            if self._control is not None:
+                self._control.close()
             for sock in self.sockets:
                 sock.close()
             if self.config.uds and not self.settings.binds:
@@ -106,6 +122,33 @@ class Supervisor:
             return BOOT_ERROR
         logger.info("Supervisor %d finished", os.getpid())
         return OK
+
+    def _open_control(self, scheme: str) -> None:
+        from asgi_worker.control.listener import ControlListener
+        from asgi_worker.listeners import bind_address
+
+        address = self.config.control_bind
+        assert address is not None
+        try:
+            sock = bind_address(address, 64, self.config.uds_mode)
+        except BaseException:
+            for listening in self.sockets:
+                listening.close()
+            raise
+        self.telemetry = SupervisorEndpoints(
+            self._alive, self.readiness, self.sockets, [socket_url(s, scheme) for s in self.sockets]
+        )
+        self._control = ControlListener(sock, self.telemetry)
+        logger.info("Control listener on %s (/metrics, /livez, /readyz)", socket_url(sock, "http"))
+
+    def readiness(self) -> tuple[bool, str]:
+        """``/readyz``: whether a load balancer should send traffic here, and why (not)."""
+        if self.stopping or self._stop_at is not None:
+            return False, "stopping"
+        ready = sum(1 for w in self._alive() if w.state is WorkerState.READY)
+        if not ready:
+            return False, "no worker ready"
+        return True, f"{ready} worker(s) ready"
 
     def _loop(self) -> None:
         while True:
@@ -119,6 +162,8 @@ class Supervisor:
             self._read_messages(time.monotonic())
             self._reap()
             self._periodic(time.monotonic())
+            if self._control is not None:
+                self._control.service(self._control_ready)
 
     def _alive(self) -> list[WorkerRecord]:
         return [w for w in self.workers.values() if w.state is not WorkerState.EXITED]
@@ -126,10 +171,15 @@ class Supervisor:
     def _wait(self) -> None:
         assert self._inbox is not None
         fds = [self._inbox.read_fd] + [w.reader.fd for w in self._alive() if w.reader and not w.reader.closed]
+        control_read, control_write = self._control.wanted() if self._control is not None else ([], [])
+        timeout = _POLL
+        if self._stop_at is not None:
+            timeout = max(0.0, min(timeout, self._stop_at - time.monotonic()))
         try:
-            select.select(fds, [], [], _POLL)
+            readable, writable, _ = select.select(fds + control_read, control_write, [], timeout)
         except InterruptedError:
-            pass
+            readable = writable = []
+        self._control_ready = {*readable, *writable}
 
     # Learning what happened
 
@@ -147,6 +197,12 @@ class Supervisor:
         if command is Command.STOP:
             if self.stopping and signum == signal.SIGINT:
                 self.quick = True
+            delay = self.config.shutdown_delay
+            if delay and self._stop_at is None and not self.stopping:
+                self._stop_at = time.monotonic() + delay  # /readyz is 503 from now; _periodic drains
+                self._notifier.stopping()
+                logger.info("Shutdown delay: serving %g s more before draining", delay)
+                return
             self._stop()
         elif command is Command.QUICK_STOP:
             self.quick = True
@@ -177,31 +233,44 @@ class Supervisor:
                     _signal(worker.pid, signal.SIGQUIT)
                     worker.deadline = time.monotonic() + _QUICK_DEADLINE
 
-    def roll(self, reason: str) -> None:
-        """Replace every worker, one slot at a time, each replacement ready before the old one drains."""
+    def roll(self, reason: str, leaving: str = "rolling_restart") -> None:
+        """Replace every worker, one slot at a time, each replacement ready before the old one drains.
+        ``leaving`` is the restarts metric's reason."""
         self.generation += 1
         self._rolling = True
         self._notifier.reloading()
         for worker in self._alive():
             if worker.state is not WorkerState.DRAINING and worker.replace_reason is None:
                 worker.replace_reason = reason
+                worker.leaving = leaving
         logger.info("Rolling restart to generation %d", self.generation)
 
     def _read_messages(self, now: float) -> None:
         for worker in self._alive():
             if worker.reader is None or worker.reader.closed:
                 continue
-            for kind, value in worker.reader.read():
-                if kind == "beat":
-                    worker.last_beat = now
-                    worker.requests = int(value) if value.isdigit() else worker.requests
-                elif kind == "ready" and worker.state is WorkerState.BOOTING:
-                    worker.state = WorkerState.READY
-                    worker.last_beat = now
-                    logger.info("Worker %d (slot %d) is ready", worker.pid, worker.slot)
-                elif kind == "recycle" and worker.replace_reason is None and not self.stopping:
-                    worker.replace_reason = value or "recycle"
-                    logger.info("Worker %d (slot %d) asks to be recycled: %s", worker.pid, worker.slot, value)
+            self._take_messages(worker, worker.reader.read(), now)
+
+    def _take_messages(self, worker: WorkerRecord, messages: list[tuple[str, str]], now: float) -> None:
+        for kind, value in messages:
+            if kind == "beat":
+                worker.last_beat = now
+                worker.requests = int(value) if value.isdigit() else worker.requests
+            elif kind == "metrics":
+                try:
+                    snapshot = json.loads(value)
+                except ValueError:
+                    continue
+                if isinstance(snapshot, dict):
+                    worker.metrics = snapshot
+            elif kind == "ready" and worker.state is WorkerState.BOOTING:
+                worker.state = WorkerState.READY
+                worker.last_beat = now
+                logger.info("Worker %d (slot %d) is ready", worker.pid, worker.slot)
+            elif kind == "recycle" and worker.replace_reason is None and not self.stopping:
+                worker.replace_reason = value or "recycle"
+                worker.leaving = "max_requests"
+                logger.info("Worker %d (slot %d) asks to be recycled: %s", worker.pid, worker.slot, value)
 
     def _reap(self) -> None:
         while True:
@@ -218,13 +287,16 @@ class Supervisor:
     def _exited(self, worker: WorkerRecord, status: int) -> None:
         was = worker.state
         worker.state = WorkerState.EXITED
-        self._requests_of_gone += worker.requests
         if worker.reader is not None:
-            worker.reader.read()
+            self._take_messages(worker, worker.reader.read(), time.monotonic())  # its last snapshot
             worker.reader.close()
+        self._requests_of_gone += worker.requests
         code = os.waitstatus_to_exitcode(status)
         how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         expected = was is WorkerState.DRAINING or worker.dumped
+        if self.telemetry is not None:
+            leaving = worker.leaving if expected else "crash"
+            self.telemetry.worker_left(worker, None if self.stopping else leaving)
         log = logger.info if expected else logger.error
         log("Worker %d (slot %d, %s) %s", worker.pid, worker.slot, was.value, how)
         del self.workers[worker.pid]
@@ -234,6 +306,8 @@ class Supervisor:
             self._stop()
 
     def _periodic(self, now: float) -> None:
+        if self._stop_at is not None and now >= self._stop_at and not self.stopping:
+            self._stop()
         settings = self.settings
         if settings.max_worker_memory and now - self._last_memory_check >= _MEMORY_CHECK:
             self._last_memory_check = now
@@ -270,6 +344,7 @@ class Supervisor:
                 continue
             if rss > limit:
                 worker.replace_reason = f"memory {rss / 1024 / 1024:.0f} MB over {limit / 1024 / 1024:.0f} MB"
+                worker.leaving = "memory"
                 logger.warning("Worker %d (slot %d): %s", worker.pid, worker.slot, worker.replace_reason)
 
     # Acting
@@ -293,6 +368,8 @@ class Supervisor:
                 continue
             if action is Action.DRAIN:
                 logger.info("Stopping worker %d (slot %d): %s", worker.pid, worker.slot, reason)
+                if worker.slot >= self.target:
+                    worker.leaving = "scale"
                 worker.state = WorkerState.DRAINING
                 worker.deadline = now + self.graceful_timeout + _KILL_MARGIN
                 _signal(worker.pid, signal.SIGTERM)
@@ -308,10 +385,13 @@ class Supervisor:
                     reason,
                 )
                 worker.dumped = True
+                worker.leaving = "blocked"
                 worker.deadline = now + DUMP_GRACE
                 _signal(worker.pid, signal.SIGUSR2)
             elif action is Action.KILL:
                 logger.error("Killing worker %d (slot %d): %s", worker.pid, worker.slot, reason)
+                if worker.state is not WorkerState.DRAINING:  # blocked, or stuck booting
+                    worker.leaving = "blocked"
                 worker.deadline = float("inf")  # killed once; reaped when it is gone
                 worker.dumped = True
                 _signal(worker.pid, signal.SIGKILL)
@@ -324,6 +404,8 @@ class Supervisor:
     def _close_in_child(self) -> None:
         assert self._inbox is not None
         self._inbox.close_in_child()
+        if self._control is not None:
+            self._control.close()
         for worker in self.workers.values():
             if worker.reader is not None:
                 worker.reader.close()
@@ -358,7 +440,7 @@ class Supervisor:
             paths = [str(path) for path in changes[:3]]
             changes.clear()
             logger.warning("Detected changes in %s; restarting workers", ", ".join(paths))
-            self.roll("code changed")
+            self.roll("code changed", "reload")
 
 
 def _signal(pid: int, signum: int) -> None:

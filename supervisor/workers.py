@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import logging
 import os
 import signal
@@ -41,6 +42,11 @@ __all__ = ["DRAIN_IDLE_GRACE", "WorkerRecord", "fork_worker", "set_supervisor_ti
 # Seconds an idle keep-alive connection of a draining worker stays open, so that a client's next
 # request gets an answer (with connection: close) rather than a socket closed under it.
 DRAIN_IDLE_GRACE = 1.0
+# Seconds between two metrics snapshots a worker sends (when something changed): what a scrape may
+# lag behind; Prometheus scrapes every 15 s or so.
+METRICS_INTERVAL = 1.0
+# Seconds an exiting worker waits for its last snapshot to be taken by the pipe.
+FINAL_FLUSH = 1.0
 
 
 @dataclass
@@ -49,6 +55,8 @@ class WorkerRecord(WorkerView):
 
     requests: int = 0  # as of its last heartbeat
     reader: BeaconReader | None = None
+    metrics: dict[str, Any] | None = None  # its latest snapshot (--control-bind)
+    leaving: str | None = None  # why it is being replaced, as the restarts metric says it
 
 
 def fork_worker(
@@ -128,7 +136,15 @@ class WorkerServer(Server):
         self._beacon = beacon
         self._supervisor_pid = supervisor_pid
         self.drain_idle_grace = DRAIN_IDLE_GRACE
-        self.limit_reached_callback = lambda: beacon.send("recycle", "max-requests")
+        self.limit_reached_callback = self._ask_recycling
+        self.serve_control = False  # the supervisor serves it, and waits the shutdown delay
+        self.shutdown_delay = 0.0
+        self._metrics_on = config.control_bind is not None
+        self._metrics_sent = ""
+        self._metrics_at = 0.0
+
+    def _ask_recycling(self) -> None:
+        self._beacon.send("recycle", "max-requests")
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets=sockets)
@@ -137,10 +153,25 @@ class WorkerServer(Server):
 
     def on_tick(self) -> None:
         super().on_tick()
-        self._beacon.send("beat", self.server_state.total_requests)
+        self._beacon.send("beat", self.server_state.total_requests, droppable=True)
+        if self._metrics_on and self.last_tick - self._metrics_at >= METRICS_INTERVAL:
+            self._metrics_at = self.last_tick
+            self._send_metrics()
         if os.getppid() != self._supervisor_pid and not self.should_exit:
             logging.getLogger("asgi_worker.error").warning("Supervisor is gone: worker %d stops", os.getpid())
             self.should_exit = True
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets=sockets)
+        if self._metrics_on:  # the last word: every request of this worker is in it
+            self._send_metrics(final=True)
+            self._beacon.flush(FINAL_FLUSH)
+
+    def _send_metrics(self, final: bool = False) -> None:
+        """Send the snapshot if it changed since the last one the pipe took (always, when ``final``)."""
+        text = json.dumps(self.metrics_snapshot(), separators=(",", ":"))
+        if (text != self._metrics_sent or final) and self._beacon.send("metrics", text, droppable=not final):
+            self._metrics_sent = text
 
     def signal_handlers(self) -> dict[signal.Signals, Callable[[], None]]:
         """SIGTERM/SIGINT graceful, SIGQUIT quick, SIGUSR1 reopen logs; each only sets flags."""

@@ -105,6 +105,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         ctx.connections.add(self)
+        ctx.counts.accepted += 1
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
@@ -265,7 +266,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             build_http_scope(head, self._facts),
             head.keep_alive,
             head.expect_continue,
-            perf_counter() if ctx.access_log.enabled else 0.0,  # not loop.time(): ms under uvloop
+            perf_counter() if ctx.timed else 0.0,  # not loop.time(): ms under uvloop
         )
         self._receiving = cycle
         if self._current is None and not self._pending:
@@ -283,6 +284,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
                 self._close()
                 return
             if ctx.over_concurrency():
+                ctx.counts.refused += 1
                 cycle.status = 503
                 self.write(encode_error_response(503, self.defaults))
                 self._log_access(cycle)
@@ -312,6 +314,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         ctx.connection_closed(self)
 
     def _on_bad_request(self, error: RequestError) -> None:
+        self._ctx.counts.refused_malformed(error.status)
         broken, self._receiving = self._receiving, None
         if broken is not None and broken is self._current:
             # The body of the request being served is malformed: end that request now (its app
@@ -378,15 +381,20 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
                 self._time_body()  # so a full timeout from now, and from the 100 if it went out since
                 return
             logger.debug("Request body timed out: no byte for %g s", self._ctx.timeout_request_body)
+            self._ctx.counts.timeouts["request_body"] += 1
             self._current = self._receiving = None
             if stalled.abandon():  # its app sees http.disconnect; 408 unless a response byte went out
                 self.write(encode_error_response(408, self.defaults))
                 self._linger()
                 return
-        elif kind is _HEAD_DEADLINE and self._parser.in_head:
-            self.write(encode_error_response(408, self.defaults))
-            self._linger()
-            return
+        elif kind is _HEAD_DEADLINE or kind is _IDLE_DEADLINE:
+            # A head begun and not finished is answered 408; a connection that said nothing, or
+            # nothing more after a response, is closed. Either way, a timeout of its kind.
+            self._ctx.counts.timeouts["request_head" if kind is _HEAD_DEADLINE else "keep_alive"] += 1
+            if kind is _HEAD_DEADLINE and self._parser.in_head:
+                self.write(encode_error_response(408, self.defaults))
+                self._linger()
+                return
         self._close()
 
     def shutdown(self) -> None:

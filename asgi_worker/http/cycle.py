@@ -70,7 +70,7 @@ _FAILED = CycleState.FAILED
 class TaskRegistry(Protocol):
     """Where app tasks are counted (``ServerContext``)."""
 
-    def task_finished(self, task: asyncio.Task[None] | None) -> None: ...
+    def cycle_finished(self, cycle: HttpCycle) -> None: ...
 
 
 class CycleHost(Protocol):
@@ -102,6 +102,7 @@ class HttpCycle:
         "_plan",
         "_waiters",
         "body_done",
+        "body_received",
         "body_size",
         "bytes_sent",
         "scope",
@@ -131,6 +132,7 @@ class HttpCycle:
         self._expect_continue = expect_continue  # cleared once "100 Continue" is written or a body byte came
         self._chunks: list[bytes] | None = None
         self.body_size = 0  # request body bytes received and not yet handed to the app
+        self.body_received = 0  # request body bytes received in all
         self.body_done = False  # the whole request body has been received
         self._body_handed = False
         self._disconnected = False
@@ -171,7 +173,9 @@ class HttpCycle:
             self._chunks = [data]
         else:
             self._chunks.append(data)
-        self.body_size += len(data)
+        size = len(data)
+        self.body_size += size
+        self.body_received += size
         if self._waiters:
             self._wake()
 
@@ -335,7 +339,7 @@ class HttpCycle:
     async def run_asgi(self, app: ASGIApp, tasks: TaskRegistry) -> None:
         """Run the app for this request; turn every way it can fail into a 500 or a closed connection.
 
-        Runs as ``self.task``, which it removes from ``tasks`` when done (cheaper than a done-callback).
+        Runs as ``self.task``; tells ``tasks`` when done (cheaper than a done-callback).
         """
         try:
             await app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
@@ -354,7 +358,7 @@ class HttpCycle:
                     "" if self._disconnected else "ASGI callable returned without completing the response",
                 )
         finally:
-            tasks.task_finished(self.task)
+            tasks.cycle_finished(self)
 
     def _fail(self, exc: BaseException | None, message: str = "") -> None:
         if exc is not None:

@@ -107,6 +107,7 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         self._reading_paused = False
         self._gone = False
         self._told = False  # the session has heard how the WebSocket ended
+        self._counted = False  # accepted, so counted in ``counts.ws_open``
         self._label = ""
 
     def start(self, head: RequestHead, facts: ConnectionFacts, rest: bytes) -> None:
@@ -171,6 +172,9 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._gone = True
         self._ctx.connection_closed(self)
+        if self._counted:
+            self._counted = False
+            self._ctx.counts.ws_open -= 1
         if self._session is not None and not self._told:
             self._told = True
             self._session.dropped()
@@ -249,6 +253,10 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         if self._gone:
             return
         self._transport.write(self._handshake.switching_head(subprotocol, headers, self._ctx.defaults))
+        counts = self._ctx.counts
+        counts.ws_total += 1
+        counts.ws_open += 1
+        self._counted = True
         settings = self._settings
         # ServerFrames, or the stock protocol if the installed websockets changed (one warning).
         frames = frames_type()

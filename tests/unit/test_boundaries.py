@@ -37,6 +37,9 @@ PURE_MODULES = [
     "ws/handshake.py",
     "ws/wire.py",
     "wsgi_environ.py",
+    "metrics/counts.py",
+    "metrics/families.py",
+    "control/protocol.py",
     "../supervisor/policy.py",
 ]
 IMPURE = {"asyncio", "socket", "time", "os", "selectors", "threading"}
@@ -47,6 +50,7 @@ ONLY_IN = {
     "h11": "http/parse_h11.py",
     "uvloop": "loops.py",
     "gunicorn": "gunicorn_worker.py",
+    "prometheus_client": "metrics/exposition.py",
     "websockets": "ws",
 }
 

@@ -114,14 +114,15 @@ class FakeHost:
 
 
 class FakeRegistry:
-    """A ``TaskRegistry`` that records each ``task_finished`` with the cycle's state at that moment."""
+    """A ``TaskRegistry`` that records each ``cycle_finished`` with the cycle's state at that moment."""
 
     def __init__(self, cycle: HttpCycle) -> None:
         self._cycle = cycle
         self.finished: list[tuple[asyncio.Task[None] | None, CycleState]] = []
 
-    def task_finished(self, task: asyncio.Task[None] | None) -> None:
-        self.finished.append((task, self._cycle.state))
+    def cycle_finished(self, cycle: HttpCycle) -> None:
+        assert cycle is self._cycle
+        self.finished.append((cycle.task, cycle.state))
 
 
 # Running a cycle
@@ -162,7 +163,7 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
 def run_app(cycle: HttpCycle, app: App, connection: Connection | None = None) -> asyncio.Task[None]:
     """Run ``app`` through ``cycle.run_asgi`` as the connection does, with ``connection(task)`` alongside.
 
-    Returns the finished task, and checks the one thing every path owes: ``task_finished`` called
+    Returns the finished task, and checks the one thing every path owes: ``cycle_finished`` called
     exactly once, with this task, after the cycle reached its final state.
     """
     registry = FakeRegistry(cycle)
@@ -704,7 +705,7 @@ def test_a_base_exception_is_reraised_after_cleanup(error_log, messages, calls):
         "cancelled-after-done",
     ],
 )
-def test_task_finished_is_called_exactly_once_on_every_path(app, cancel):
+def test_cycle_finished_is_called_exactly_once_on_every_path(app, cancel):
     cycle, _host = make_cycle()
 
     async def connection(task: asyncio.Task[None]) -> None:
@@ -712,7 +713,7 @@ def test_task_finished_is_called_exactly_once_on_every_path(app, cancel):
         if cancel:
             task.cancel()
 
-    run_app(cycle, app, connection)  # asserts one task_finished, after the final state was reached
+    run_app(cycle, app, connection)  # asserts one cycle_finished, after the final state was reached
 
 
 # receive: the request body

@@ -1,0 +1,180 @@
+"""What a server counts, as plain numbers: no I/O, no clock, no ``prometheus_client``.
+
+Two tallies, so that a server without metrics pays nothing per request:
+- ``ServerCounts`` is always kept: connections accepted, refused, timed out, requests refused as
+  malformed, WebSockets. Each is one integer increment where it happens, per connection or
+  per refusal, never per request.
+- ``RequestHistogram`` is kept only when metrics are on. Per finished request: one set lookup (the
+  method label), one dict lookup (the label set), one ``bisect`` and four additions.
+
+Label sets stay bounded: the method is one of ``KNOWN_METHODS`` or ``_OTHER`` (a client chooses the
+method), the status is what the app sent (100-999, checked by ``response.plan_response``), the
+scheme is http/https/ws/wss (``proxy.py`` allows no other), the version is "1.0" or "1.1". No path,
+no client address.
+
+A snapshot is cumulative (every counter since the process started), so a lost or repeated one is
+harmless, and adding the snapshots of the workers alive to the totals of the ones gone never goes
+backwards.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "KNOWN_METHODS",
+    "TIMEOUT_KINDS",
+    "RequestHistogram",
+    "ServerCounts",
+    "Totals",
+    "snapshot",
+]
+
+# OpenTelemetry's default buckets for http.server.request.duration (seconds), as its semantic
+# conventions give them; an observation falls in the first bucket whose bound it does not exceed
+# (Prometheus' "le"), past the last one in +Inf.
+DURATION_BUCKETS = (0.0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+# OpenTelemetry's http.request.method: the methods of RFC 9110 and PATCH; anything else is "_OTHER".
+KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
+
+# The connection deadlines that end a connection, by the name the metrics use.
+TIMEOUT_KINDS = ("request_head", "request_body", "keep_alive")
+
+_SLOTS = len(DURATION_BUCKETS) + 1  # the buckets and +Inf
+
+
+class ServerCounts:
+    """Counters kept by every server, metrics on or off (integer increments, where things happen)."""
+
+    __slots__ = ("accepted", "malformed", "refused", "timeouts", "ws_open", "ws_total")
+
+    def __init__(self) -> None:
+        self.accepted = 0  # connections accepted
+        self.refused = 0  # requests answered 503 by --limit-concurrency (the connection then closes)
+        self.malformed: dict[int, int] = {}  # requests refused as malformed, by the status answered
+        self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
+        self.ws_total = 0  # WebSocket connections accepted (101 sent)
+        self.ws_open = 0
+
+    def refused_malformed(self, status: int) -> None:
+        self.malformed[status] = self.malformed.get(status, 0) + 1
+
+
+class RequestHistogram:
+    """Request durations by label set, and body byte totals; only kept when metrics are on.
+
+    ``series`` maps ``(method, status, scheme, version)`` to ``[sum, count per bucket..., +Inf]``
+    (counts per bucket, not cumulative: the exposition accumulates them).
+    """
+
+    __slots__ = ("finished", "request_bytes", "response_bytes", "series")
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, int, str, str], list[float]] = {}
+        self.finished = 0
+        self.request_bytes = 0
+        self.response_bytes = 0
+
+    def record(
+        self, method: str, status: int, scheme: str, version: str, seconds: float, received: int, sent: int
+    ) -> None:
+        """One finished request (``status`` 0: no response was sent)."""
+        if method not in KNOWN_METHODS:
+            method = "_OTHER"
+        key = (method, status, scheme, version)
+        row = self.series.get(key)
+        if row is None:
+            row = self.series[key] = [0.0] * (_SLOTS + 1)
+        row[0] += seconds
+        row[bisect_left(DURATION_BUCKETS, seconds) + 1] += 1
+        self.finished += 1
+        self.request_bytes += received
+        self.response_bytes += sent
+
+
+def snapshot(
+    counts: ServerCounts,
+    histogram: RequestHistogram | None,
+    open_connections: int,
+    active_requests: int,
+) -> dict[str, Any]:
+    """Everything counted so far, as a JSON-able dict (the form a worker sends its supervisor).
+
+    Safe to call from another thread than the one counting: every container is copied first.
+    """
+    requests = []
+    request_bytes = response_bytes = 0
+    if histogram is not None:
+        for (method, status, scheme, version), row in list(histogram.series.items()):
+            requests.append([method, status, scheme, version, row[0], *map(int, row[1:])])
+        request_bytes, response_bytes = histogram.request_bytes, histogram.response_bytes
+    return {
+        "requests": requests,
+        "request_bytes": request_bytes,
+        "response_bytes": response_bytes,
+        "accepted": counts.accepted,
+        "refused": counts.refused,
+        "malformed": {str(status): n for status, n in list(counts.malformed.items())},
+        "timeouts": dict(counts.timeouts),
+        "ws_total": counts.ws_total,
+        # Gauges: only the living add them up.
+        "open_connections": open_connections,
+        "active_requests": active_requests,
+        "ws_open": counts.ws_open,
+    }
+
+
+_COUNTERS = ("request_bytes", "response_bytes", "accepted", "refused", "ws_total")
+_GAUGES = ("open_connections", "active_requests", "ws_open")
+_LABELLED = ("malformed", "timeouts")
+
+
+class Totals:
+    """Snapshots added up. The supervisor keeps one for the workers that are gone and adds the latest
+    snapshot of each living worker to a copy of it for a scrape.
+
+    Built from untrusted-shape input (a worker's JSON): a malformed part is skipped, never raised on.
+    """
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, int, str, str], list[float]] = {}
+        self.values: dict[str, float] = dict.fromkeys(_COUNTERS + _GAUGES, 0)
+        self.labelled: dict[str, dict[str, int]] = {name: {} for name in _LABELLED}
+
+    def copy(self) -> Totals:
+        other = Totals()
+        other.series = {key: list(row) for key, row in self.series.items()}
+        other.values = dict(self.values)
+        other.labelled = {name: dict(table) for name, table in self.labelled.items()}
+        return other
+
+    def add(self, snap: dict[str, Any], *, gauges: bool = True) -> None:
+        """Add one snapshot; ``gauges=False`` for a worker that is gone (its gauges are 0 now)."""
+        for entry in snap.get("requests", ()):
+            if not (isinstance(entry, list) and len(entry) == 5 + _SLOTS):
+                continue
+            key = (str(entry[0]), int(entry[1]), str(entry[2]), str(entry[3]))
+            row = self.series.get(key)
+            if row is None:
+                row = self.series[key] = [0.0] * (_SLOTS + 1)
+            for i, value in enumerate(entry[4:]):
+                row[i] += value
+        for name in _COUNTERS + (_GAUGES if gauges else ()):
+            value = snap.get(name)
+            if isinstance(value, int | float):
+                self.values[name] += value
+        for name in _LABELLED:
+            table = snap.get(name)
+            if isinstance(table, dict):
+                mine = self.labelled[name]
+                for label, n in table.items():
+                    if isinstance(n, int):
+                        mine[str(label)] = mine.get(str(label), 0) + n
+
+    @property
+    def request_count(self) -> int:
+        """Requests in the duration histogram."""
+        return int(sum(sum(row[1:]) for row in self.series.values()))
