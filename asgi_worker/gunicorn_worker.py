@@ -11,7 +11,10 @@ Rules (what gunicorn's own workers do, which UvicornWorker misses):
 - SIGTERM is graceful (bounded by ``graceful_timeout``); SIGINT and SIGQUIT call ``worker_int``
   and stop at once, cancelling in-flight work; SIGUSR1 reopens gunicorn's log files.
 - Access lines go through gunicorn's logger (``access_log_format`` with all its atoms, and
-  ``--statsd-host`` metrics); our error log goes to gunicorn's error handlers.
+  ``--statsd-host`` metrics); our error log goes to gunicorn's error handlers. Metrics stay on
+  gunicorn's statsd: the arbiter is gunicorn's, so there is no supervisor of ours to collect
+  across workers, and ``ASGI_WORKER_CONTROL_BIND`` / ``ASGI_WORKER_SHUTDOWN_DELAY`` are ignored
+  with one warning (``IGNORED_SETTINGS``).
 - A lifespan startup failure exits with gunicorn's WORKER_BOOT_ERROR (3), so the arbiter stops
   with "Worker failed to boot" instead of forking again. Returning normally lets the arbiter run
   ``worker_exit``; ``--reload`` stops the server from the reloader thread (thread-safe), and the
@@ -69,6 +72,12 @@ ENVIRONMENT_SETTINGS = (
     "date_header",
     "headers",
 )
+
+# Ours that cannot apply under gunicorn's arbiter: set, they get one warning at boot.
+IGNORED_SETTINGS = {
+    "control_bind": "metrics stay on gunicorn's --statsd-host; the control listener is asgi-supervise's",
+    "shutdown_delay": "gunicorn's arbiter decides when workers stop",
+}
 
 
 def config_kwargs(cfg: Any, max_requests: int) -> dict[str, Any]:
@@ -256,6 +265,9 @@ class Worker(BaseWorker):  # type: ignore[misc]  # gunicorn ships no type hints
             **self.CONFIG_KWARGS,
         }
         _hand_over_logging(self.log)
+        for name, why in IGNORED_SETTINGS.items():
+            if options_from_environment([name]):
+                self.log.warning("ASGI_WORKER_%s is ignored under gunicorn: %s", name.upper(), why)
         config = Config(self.wsgi, **kwargs)
         server = self._server = _ArbiterServer(config, self)
         run_on_new_loop(server.serve(sockets=self.sockets), loop_factory(config.loop))

@@ -61,6 +61,7 @@ class Server:
         self.serve_control = True
         self.shutdown_delay = config.shutdown_delay
         self._control: Any = None  # control.listener.ControlThread while serving
+        self._delay_over: asyncio.Event | None = None  # set during the shutdown delay
         self._sockets: list[socket.socket] = []
         self.force_exit = False
         self._should_exit = False
@@ -119,6 +120,10 @@ class Server:
                 if self._control is not None:
                     self._control.stop()
                     self._control = None
+                    address = self.config.control_bind or ""
+                    if address.startswith("unix:"):
+                        with contextlib.suppress(OSError):
+                            os.unlink(address[5:])
 
     async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
         config = self.config
@@ -169,13 +174,15 @@ class Server:
 
     async def _delay_shutdown(self) -> None:
         """``--shutdown-delay``: keep serving as usual (``/readyz`` says 503 already) before draining.
-        A second signal ends the wait, and the stop is then a forced one."""
+        A second signal ends the wait early (the drain is then graceful as usual; a third forces)."""
         delay = self.shutdown_delay
         if not delay or self.force_exit:
             return
         logger.info("Shutdown delay: serving %g s more before draining", delay)
+        self._delay_over = asyncio.Event()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wait_forced(), delay)
+            await asyncio.wait_for(self._delay_over.wait(), delay)
+        self._delay_over = None
 
     async def startup(self, sockets: Sequence[socket.socket] | None = None) -> None:
         """Lifespan startup, then listen. On failure: log one line, set ``should_exit``, stay unstarted."""
@@ -384,7 +391,9 @@ class Server:
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First SIGINT/SIGTERM: graceful stop. A second one: stop waiting for in-flight work."""
         self._captured_signals.append(signal.Signals(sig))
-        if self.should_exit:
+        if self._delay_over is not None:  # within --shutdown-delay: a second signal ends it
+            self._delay_over.set()
+        elif self.should_exit:
             self.force_exit = True
             if self._force_event is not None:
                 self._force_event.set()

@@ -111,6 +111,8 @@ class Supervisor:
             self._inbox.close()
             if self._control is not None:
                 self._control.close()
+                if self.config.control_bind and self.config.control_bind.startswith("unix:"):
+                    _unlink_quietly(self.config.control_bind[5:])
             for sock in self.sockets:
                 sock.close()
             if self.config.uds and not self.settings.binds:
