@@ -1,27 +1,40 @@
-"""deploy/: the systemd units, the environment file and the nginx site say what deploy/README.md says.
+"""deploy/: the systemd units, the environment file, the nginx site and the Kubernetes manifest say
+what deploy/README.md says, and every flag and variable they use is one ``asgi-supervise`` accepts.
 
 The text checks always run; ``systemd-analyze verify`` and ``nginx -t`` run where they are installed.
+One test starts the supervisor with the environment file's settings and asks its control listener.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import signal
+import socket
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from asgi_worker.config import OPTIONS
+from asgi_worker.cli import parse_config_kwargs
+from asgi_worker.config import OPTIONS, Config
 from asgi_worker.options import env_name
-from tests.timing import TIMEOUT
+from supervisor.arbiter import _KILL_MARGIN as KILL_MARGIN  # past the graceful timeout, then SIGKILL
+from supervisor.cli import PROG
+from supervisor.config import DEFAULT_GRACEFUL_TIMEOUT, SUPERVISOR_OPTIONS, SupervisorConfig
+from tests.supervisor.harness import supervise
+from tests.timing import TIMEOUT, wait_until
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SERVICE = DEPLOY / "asgi-supervise.service"
 SOCKET = DEPLOY / "asgi-supervise.socket"
 ENV_FILE = DEPLOY / "asgi-supervise.env"
 NGINX = DEPLOY / "nginx.conf"
-KILL_MARGIN = 2.0  # the supervisor's margin past the graceful timeout (supervisor/arbiter.py)
+KUBERNETES = DEPLOY / "kubernetes.yaml"
+RUNTIME_DIRECTORY = "/run/asgi-supervise/"
 
 
 def parse_unit(path: Path) -> dict[str, list[tuple[str, str]]]:
@@ -58,6 +71,41 @@ def parse_env(path: Path) -> dict[str, str]:
             assert sep and re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f"not KEY=VALUE: {line!r}"
             env[key] = value
     return env
+
+
+def supervise_settings(argv: Sequence[str], environ: dict[str, str]) -> tuple[Config, SupervisorConfig]:
+    """What ``asgi-supervise ARGV`` would run with in ``environ`` (alone, not ours): parsed by its own
+    parser and validated by the same classes, as ``supervisor.cli.main`` does. A flag or value it
+    does not accept fails the test here (argparse's exit 2, or ``ConfigError``)."""
+    options = (*OPTIONS, *SUPERVISOR_OPTIONS)
+    app, kwargs = parse_config_kwargs(list(argv), environ, prog=PROG, options=options)
+    own = {option.name for option in SUPERVISOR_OPTIONS}
+    settings = {name: kwargs.pop(name) for name in list(kwargs) if name in own}
+    workers = kwargs.pop("workers", None)
+    return Config(app, **kwargs), SupervisorConfig(workers=workers or 1, **settings)
+
+
+def service_settings() -> tuple[Config, SupervisorConfig]:
+    """The settings of the unit's ExecStart= with the environment file."""
+    exec_start = one(parse_unit(SERVICE)["Service"], "ExecStart").split()
+    return supervise_settings(exec_start[1:], parse_env(ENV_FILE))
+
+
+def stop_bound(config: Config) -> float:
+    """Longest a graceful stop may take before the supervisor has killed every worker (arbiter.py):
+    the shutdown delay, then each worker's drain up to the graceful timeout, then the kill margin."""
+    graceful = config.timeout_graceful_shutdown
+    return config.shutdown_delay + (DEFAULT_GRACEFUL_TIMEOUT if graceful is None else graceful) + KILL_MARGIN
+
+
+def says_the_sum(text: str, config: Config, total: float) -> bool:
+    """Whether a comment spells the stop's sum out, "5 ... + 30 ... + 2 ... = 37 s ... = 45 s", with
+    the settings' own numbers, so that changing one of them without the comment fails."""
+    parts = (config.shutdown_delay, config.timeout_graceful_shutdown, KILL_MARGIN, stop_bound(config))
+    delay, graceful, margin, bound = (f"{value:g}" for value in parts)
+    pattern = rf"{delay}[^=]*\+[^=]*{graceful}[^=]*\+[^=]*{margin}[^=]*= {bound} s.*= {total:g} s"
+    comments = " ".join(line.lstrip("# ") for line in text.splitlines())
+    return re.search(pattern, comments) is not None
 
 
 def seconds(value: str) -> float:
@@ -109,11 +157,29 @@ def test_watchdog_is_documented_but_optional():
     assert re.search(r"^#\s*WatchdogSec=\d+", SERVICE.read_text(), re.MULTILINE)
 
 
-def test_stop_timeout_outlasts_the_graceful_timeout():
-    graceful = float(parse_env(ENV_FILE)["ASGI_WORKER_TIMEOUT_GRACEFUL_SHUTDOWN"])
+def test_service_flags_and_variables_are_real_settings():
+    config, settings = service_settings()
+    assert settings.workers == 4
+    assert config.control_bind and config.control_bind.startswith("unix:" + RUNTIME_DIRECTORY)
+    assert config.shutdown_delay > 0
+    assert config.timeout_graceful_shutdown
+
+
+def test_control_socket_is_in_the_writable_runtime_directory():
+    """The supervisor (User=) creates the socket: the directory must exist and be writable for it."""
+    config, _ = service_settings()
+    service = parse_unit(SERVICE)["Service"]
+    assert config.control_bind
+    directory = str(Path(config.control_bind.removeprefix("unix:")).parent)
+    assert directory == "/run/" + one(service, "RuntimeDirectory")
+    assert directory in one(service, "ReadWritePaths").split()
+
+
+def test_stop_timeout_covers_delay_drain_and_margin():
+    config, _ = service_settings()
     stop = seconds(one(parse_unit(SERVICE)["Service"], "TimeoutStopSec"))
-    assert stop > graceful + KILL_MARGIN
-    assert str(int(graceful)) in SERVICE.read_text()  # the comment says which timeout it covers
+    assert stop > stop_bound(config)
+    assert says_the_sum(SERVICE.read_text(), config, stop)  # the comment says what it covers
 
 
 def test_socket_unit():
@@ -127,6 +193,15 @@ def test_socket_unit():
     assert re.search(r"^#\s*ListenStream=/", SOCKET.read_text(), re.MULTILINE)  # the UNIX alternative
 
 
+def test_socket_unit_holds_the_app_socket_only():
+    """Every socket systemd passes is served as the app: the control listener must not be one."""
+    config, _ = service_settings()
+    assert config.control_bind
+    listens = [value for key, value in parse_unit(SOCKET)["Socket"] if key == "ListenStream"]
+    assert len(listens) == 1
+    assert config.control_bind.removeprefix("unix:") not in SOCKET.read_text()
+
+
 def test_env_file_names_only_real_settings():
     known = {env_name(option) for option in OPTIONS}
     env = parse_env(ENV_FILE)
@@ -138,14 +213,21 @@ def test_env_file_names_only_real_settings():
         "ASGI_WORKER_TIMEOUT_GRACEFUL_SHUTDOWN",
         "FORWARDED_ALLOW_IPS",
         "ASGI_WORKER_LOG_LEVEL",
+        "ASGI_WORKER_CONTROL_BIND",
+        "ASGI_WORKER_SHUTDOWN_DELAY",
     ):
         assert key in env, key
     assert env["WEB_CONCURRENCY"] == "4"  # the same as the unit's --workers 4
 
 
+def nginx_code() -> str:
+    """nginx.conf without its comments."""
+    return "\n".join(line.split("#", 1)[0] for line in NGINX.read_text().splitlines())
+
+
 def test_nginx_site():
     text = NGINX.read_text()
-    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    code = nginx_code()
     assert code.count("{") == code.count("}")
     for directive in (
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
@@ -160,6 +242,168 @@ def test_nginx_site():
     ):
         assert directive in code, directive
     assert "server unix:/run/asgi-supervise.sock;" in text  # the UNIX socket alternative
+
+
+def nginx_blocks(code: str, kind: str) -> dict[str, str]:
+    """The top-level ``kind NAME { ... }`` blocks (kind: server, upstream) as {NAME: body}; server
+    blocks have no name and are keyed by their position."""
+    blocks = {}
+    for number, match in enumerate(re.finditer(rf"^{kind}\b([^{{;]*)\{{", code, re.MULTILINE)):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(code[end], 0)
+            end += 1
+        blocks[match[1].strip() or str(number)] = code[match.end() : end - 1]
+    return blocks
+
+
+def test_nginx_keeps_the_control_listener_private():
+    """Only a server that denies everybody but the listed networks proxies to the control listener,
+    and only its three paths; the public site (port 80) never does."""
+    config, _ = service_settings()
+    code = nginx_code()
+    upstreams = nginx_blocks(code, "upstream")
+    control = [name for name, body in upstreams.items() if f"server {config.control_bind};" in body]
+    assert len(control) == 1, f"no upstream for ASGI_WORKER_CONTROL_BIND: {upstreams}"
+    servers = nginx_blocks(code, "server").values()
+    users = [body for body in servers if f"http://{control[0]};" in body]
+    assert len(users) == 1
+    private = users[0]
+    assert re.search(r"^\s*deny all;", private, re.MULTILINE)
+    assert re.search(r"^\s*allow 127\.0\.0\.1;", private, re.MULTILINE)
+    assert not re.search(r"^\s*listen\s+(\S+:)?(80|443)\b", private, re.MULTILINE)
+    forwarded = re.findall(r"location\s+=\s+(\S+)\s*\{\s*proxy_pass", private)
+    assert sorted(forwarded) == ["/livez", "/metrics", "/readyz"]
+    assert len(re.findall(r"proxy_pass", private)) == 3  # nothing else is forwarded
+    public = [body for body in servers if re.search(r"^\s*listen 80;", body, re.MULTILINE)]
+    assert len(public) == 1 and control[0] + ";" not in public[0]
+
+
+def kubernetes() -> dict[str, dict[str, Any]]:
+    """The manifest's objects by kind (one of each)."""
+    objects = [doc for doc in yaml.safe_load_all(KUBERNETES.read_text()) if doc]
+    kinds = [doc["kind"] for doc in objects]
+    assert sorted(kinds) == ["Deployment", "Service"], kinds
+    return {doc["kind"]: doc for doc in objects}
+
+
+def app_container() -> dict[str, Any]:
+    containers = kubernetes()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def container_settings() -> tuple[Config, SupervisorConfig]:
+    """The settings of the container's command with the container's env (and nothing of ours)."""
+    container = app_container()
+    command = container["command"] + container.get("args", [])
+    assert command[0] == "asgi-supervise"
+    env = {item["name"]: str(item["value"]) for item in container.get("env", [])}
+    return supervise_settings([str(arg) for arg in command[1:]], env)
+
+
+def port_number(ports: list[dict[str, Any]], port: int | str) -> int:
+    """A probe's or Service's port (a number, or a container port's name) as a number."""
+    if isinstance(port, int):
+        return port
+    numbers = [p["containerPort"] for p in ports if p.get("name") == port]
+    assert len(numbers) == 1, f"no container port named {port!r}"
+    return int(numbers[0])
+
+
+def test_kubernetes_command_is_real_flags():
+    config, settings = container_settings()
+    assert config.control_bind == "0.0.0.0:9100"
+    assert config.shutdown_delay == 5
+    assert config.host == "0.0.0.0" and config.port
+    assert config.timeout_graceful_shutdown
+    assert settings.workers >= 1
+
+
+def test_kubernetes_probes_ask_the_control_port():
+    config, _ = container_settings()
+    container = app_container()
+    ports = container["ports"]
+    assert config.control_bind
+    control = int(config.control_bind.rpartition(":")[2])
+    assert control != config.port
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, probe
+        assert port_number(ports, get["port"]) == control, probe
+    assert port_number(ports, "http") == config.port
+    assert "preStop" not in container.get("lifecycle", {})  # --shutdown-delay replaces the sleep
+
+
+def test_kubernetes_readiness_fails_within_the_shutdown_delay():
+    """Whatever follows the pod's readiness has seen the 503 before the drain begins."""
+    config, _ = container_settings()
+    readiness = app_container()["readinessProbe"]
+    assert readiness["periodSeconds"] * readiness.get("failureThreshold", 3) < config.shutdown_delay
+
+
+def test_kubernetes_metrics_port_is_named_and_annotated():
+    config, _ = container_settings()
+    assert config.control_bind
+    control = int(config.control_bind.rpartition(":")[2])
+    assert port_number(app_container()["ports"], "metrics") == control
+    annotations = kubernetes()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(control)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_kubernetes_service_publishes_the_app_port_only():
+    config, _ = container_settings()
+    objects = kubernetes()
+    ports = app_container()["ports"]
+    targets = [port_number(ports, p["targetPort"]) for p in objects["Service"]["spec"]["ports"]]
+    assert targets == [config.port]
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert objects["Service"]["spec"]["selector"].items() <= labels.items()
+    assert objects["Deployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_kubernetes_grace_period_covers_delay_drain_and_margin():
+    config, _ = container_settings()
+    grace = kubernetes()["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > stop_bound(config)
+    assert says_the_sum(KUBERNETES.read_text(), config, grace)  # the comment says what it covers
+
+
+def control_status(path: Path, target: str) -> int:
+    """One GET to a control listener on a UNIX socket; its status code."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect(str(path))
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_env_file_control_listener_answers_and_delays_the_stop(tmp_path):
+    """The environment file's settings, run for real: the probes answer on the UNIX socket; SIGTERM
+    turns /readyz 503 while the app still serves (the shutdown delay); a second SIGTERM drains at
+    once. Changed: the socket's place (tmp_path), one worker, and a delay longer than every step
+    below can take (the file's 5 s would not be on a slow machine); the second SIGTERM ends it."""
+    control = tmp_path / "control.sock"
+    env = {
+        **parse_env(ENV_FILE),
+        "ASGI_WORKER_CONTROL_BIND": f"unix:{control}",
+        "WEB_CONCURRENCY": "1",
+        "ASGI_WORKER_SHUTDOWN_DELAY": str(TIMEOUT * 6),
+    }
+    with supervise("supapps:info", env=env) as running:
+        assert control_status(control, "/livez") == 200
+        assert wait_until(lambda: control_status(control, "/readyz") == 200)
+        running.signal(signal.SIGTERM)
+        assert wait_until(lambda: control_status(control, "/readyz") == 503)
+        assert control_status(control, "/livez") == 200
+        running.get("/")  # still serving, during the delay
+        running.signal(signal.SIGTERM)
+        assert running.proc.wait(TIMEOUT * 2) == 0
 
 
 def test_readme_covers_the_operator_topics():
@@ -178,6 +422,15 @@ def test_readme_covers_the_operator_topics():
         "ASGI_WORKER_GENERATION",
         "supervisord",
         "own virtualenv",
+        "--control-bind",
+        "--shutdown-delay",
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "asgi-worker[metrics]",
+        "kubernetes.yaml",
+        "preStop",
+        "terminationGracePeriodSeconds",
     ):
         assert needle in text, needle
 
@@ -209,10 +462,15 @@ def test_systemd_analyze_verify(tmp_path):
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 def test_nginx_accepts_the_site(tmp_path):
     (tmp_path / "logs").mkdir()
+    # In tmp_path, not the compiled-in /var/lib/nginx: -t creates them, and they may be missing or not ours.
+    temp_paths = "\n".join(
+        f" {kind}_temp_path {tmp_path}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     main = tmp_path / "nginx.conf"
     main.write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\n"
-        f"events {{}}\nhttp {{\n access_log off;\n include {NGINX};\n}}\n"
+        f"events {{}}\nhttp {{\n access_log off;\n{temp_paths}\n include {NGINX};\n}}\n"
     )
     result = subprocess.run(
         ["nginx", "-t", "-p", str(tmp_path), "-c", str(main)],
