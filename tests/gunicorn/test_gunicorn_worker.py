@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.gunicorn.harness import gunicorn
-from tests.processes import in_flight_env, wait_in_flight
+from tests.processes import free_port, in_flight_env, wait_in_flight
 from tests.timing import TICK, TIMEOUT, wait_until
 
 pytest.importorskip("gunicorn")
@@ -308,3 +308,16 @@ def test_secure_scheme_headers_from_a_trusted_proxy():
             g.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Ssl: on\r\nConnection: close\r\n\r\n"
         )
     assert b'"scheme": "http"' in untrusted
+
+
+def test_control_settings_are_ignored_with_a_warning():
+    """Under gunicorn the arbiter is gunicorn's: no control listener is opened (metrics stay on
+    statsd) and the shutdown delay is gunicorn's business; each says so once per worker."""
+    control = free_port()
+    env = {"ASGI_WORKER_CONTROL_BIND": f"127.0.0.1:{control}", "ASGI_WORKER_SHUTDOWN_DELAY": "5"}
+    with gunicorn(env=env) as g:
+        assert g.get()["pid"]
+        log = g.wait_for("ASGI_WORKER_SHUTDOWN_DELAY is ignored", "stderr")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", control), timeout=TICK).close()
+    assert "ASGI_WORKER_CONTROL_BIND is ignored under gunicorn" in log
