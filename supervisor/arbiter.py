@@ -14,7 +14,7 @@ Invariants of the loop (the decisions themselves are ``policy.decide``):
   ``--shutdown-delay`` the first SIGTERM/SIGINT makes ``/readyz`` 503 at once and the workers
   serve on, untouched, for the delay; then the drain begins (a second signal begins it at once).
 - The control listener (``--control-bind``) is served by this loop (``telemetry.py``): its
-  descriptors join the ``select``, and its requests are answered at the end of the iteration, after
+  descriptors join its poll (``wait_ready``), and its requests are answered at the end of the iteration, after
   the signals and worker messages of that iteration were taken (so ``/readyz`` is 503 in the very
   iteration that took SIGTERM).
 """
@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import signal
 import socket
 import time
 from typing import Any
 
 from asgi_worker.config import Config
+from asgi_worker.control.listener import wait_ready
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK
 from asgi_worker.listeners import open_listeners, socket_url
 from supervisor.config import DEFAULT_GRACEFUL_TIMEOUT, SupervisorConfig
@@ -75,7 +75,7 @@ class Supervisor:
         self._reload_changes: list[Any] = []  # appended by the watcher thread, taken by the loop
         self._stop_at: float | None = None  # --shutdown-delay: when the drain begins
         self._control: Any = None  # asgi_worker.control.listener.ControlListener
-        self._control_ready: set[int] = set()  # its descriptors select found ready
+        self._control_ready: set[int] = set()  # its descriptors the poll found ready
         self.telemetry: SupervisorEndpoints | None = None
         graceful = config.timeout_graceful_shutdown
         self.graceful_timeout = DEFAULT_GRACEFUL_TIMEOUT if graceful is None else graceful
@@ -177,11 +177,7 @@ class Supervisor:
         timeout = _POLL
         if self._stop_at is not None:
             timeout = max(0.0, min(timeout, self._stop_at - time.monotonic()))
-        try:
-            readable, writable, _ = select.select(fds + control_read, control_write, [], timeout)
-        except InterruptedError:
-            readable = writable = []
-        self._control_ready = {*readable, *writable}
+        self._control_ready = wait_ready(fds + control_read, control_write, timeout)
 
     # Learning what happened
 

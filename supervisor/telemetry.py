@@ -1,6 +1,6 @@
 """The supervisor's control endpoints: ``/metrics`` for every worker at once, ``/livez``, ``/readyz``.
 
-Served from the arbiter's own ``select`` loop (``asgi_worker.control.listener``), never by a
+Served from the arbiter's own poll loop (``asgi_worker.control.listener``), never by a
 worker, so they answer while every worker is blocked or busy, and an answer to ``/livez`` is itself
 the proof that the supervisor's loop runs.
 

@@ -1,10 +1,10 @@
 """The control listener's sockets: non-blocking, served by the loop of whoever owns them.
 
-Why not asyncio: the supervisor's loop is a plain ``select`` (it forks; no event loop, no thread),
+Why not asyncio: the supervisor's loop is a plain poll (it forks; no event loop, no thread),
 and in a single process the app's event loop is exactly what must not be relied on (a blocked loop
 would silence ``/livez``). So ``ControlListener`` only says which descriptors it waits on
 (``wanted``) and acts on the ready ones (``service``); the supervisor adds them to its own
-``select``, a single process runs them in ``ControlThread``.
+poll (``wait_ready``), a single process runs them in ``ControlThread``.
 
 Limits, since anyone who reaches the address can connect: ``MAX_CONNECTIONS`` at once (more are
 accepted and closed at once, so the backlog never fills), ``TIMEOUT`` seconds per connection from
@@ -29,7 +29,7 @@ from asgi_worker.control.protocol import (
     parse_request,
 )
 
-__all__ = ["MAX_CONNECTIONS", "TIMEOUT", "ControlListener", "ControlThread"]
+__all__ = ["MAX_CONNECTIONS", "TIMEOUT", "ControlListener", "ControlThread", "wait_ready"]
 
 logger = logging.getLogger("asgi_worker.error")
 
@@ -38,6 +38,24 @@ MAX_CONNECTIONS = 32
 # Seconds a control connection may take, from accept to its last byte: a probe's own timeout is
 # 1 s (Kubernetes' default), a scrape's 10 s (Prometheus'); a slow-loris client is cut at 5.
 TIMEOUT = 5.0
+
+
+def wait_ready(read: list[int], write: list[int], timeout: float) -> set[int]:
+    """The descriptors among ``read`` and ``write`` that are ready within ``timeout`` seconds.
+
+    ``poll``, not ``select``: a process with a thousand client connections hands out descriptors
+    past 1023, which ``select`` cannot wait on.
+    """
+    poller = select.poll()
+    for fd in read:
+        poller.register(fd, select.POLLIN)
+    for fd in write:
+        poller.register(fd, select.POLLOUT)
+    try:
+        events = poller.poll(timeout * 1000)
+    except InterruptedError:
+        return set()
+    return {fd for fd, _event in events}
 
 
 class _Client:
@@ -68,7 +86,7 @@ class ControlListener:
         return read, write
 
     def service(self, ready: set[int] | list[int], now: float | None = None) -> None:
-        """Act on the descriptors ``select`` found ready (read or write), then expire slow clients."""
+        """Act on the descriptors the poll found ready (read or write), then expire slow clients."""
         now = time.monotonic() if now is None else now
         if self.sock.fileno() in ready:
             self._accept(now)
@@ -172,10 +190,6 @@ class ControlThread:
         try:
             while not self._stop:
                 read, write = listener.wanted()
-                try:
-                    ready_read, ready_write, _ = select.select([*read, self._wake_read], write, [], 0.5)
-                except InterruptedError:
-                    continue
-                listener.service({*ready_read, *ready_write})
+                listener.service(wait_ready([*read, self._wake_read], write, 0.5))
         finally:
             listener.close()

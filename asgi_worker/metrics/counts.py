@@ -20,7 +20,7 @@ backwards.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -127,6 +127,24 @@ def snapshot(
     }
 
 
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _request_row(entry: object) -> tuple[tuple[str, int, str, str], list[float]] | None:
+    """A snapshot's histogram row as ``(labels, [sum, counts...])``, or None if it is malformed."""
+    if not (isinstance(entry, list) and len(entry) == 5 + _SLOTS):
+        return None
+    method, status, scheme, version, *numbers = entry
+    if not (isinstance(method, str) and isinstance(scheme, str) and isinstance(version, str)):
+        return None
+    if not (isinstance(status, int) and not isinstance(status, bool)):
+        return None
+    if not all(_is_number(n) for n in numbers):
+        return None
+    return (method, status, scheme, version), numbers
+
+
 _COUNTERS = ("request_bytes", "response_bytes", "accepted", "refused", "ws_total")
 _GAUGES = ("open_connections", "active_requests", "ws_open")
 _LABELLED = ("malformed", "timeouts")
@@ -153,26 +171,28 @@ class Totals:
 
     def add(self, snap: dict[str, Any], *, gauges: bool = True) -> None:
         """Add one snapshot; ``gauges=False`` for a worker that is gone (its gauges are 0 now)."""
-        for entry in snap.get("requests", ()):
-            if not (isinstance(entry, list) and len(entry) == 5 + _SLOTS):
+        requests = snap.get("requests")
+        for entry in requests if isinstance(requests, list) else ():
+            parsed = _request_row(entry)
+            if parsed is None:
                 continue
-            key = (str(entry[0]), int(entry[1]), str(entry[2]), str(entry[3]))
+            key, numbers = parsed
             row = self.series.get(key)
             if row is None:
                 row = self.series[key] = [0.0] * (_SLOTS + 1)
-            for i, value in enumerate(entry[4:]):
-                row[i] += value
+            for i, number in enumerate(numbers):
+                row[i] += number
         for name in _COUNTERS + (_GAUGES if gauges else ()):
             value = snap.get(name)
-            if isinstance(value, int | float):
+            if _is_number(value):
                 self.values[name] += value
         for name in _LABELLED:
             table = snap.get(name)
             if isinstance(table, dict):
                 mine = self.labelled[name]
                 for label, n in table.items():
-                    if isinstance(n, int):
-                        mine[str(label)] = mine.get(str(label), 0) + n
+                    if _is_number(n):
+                        mine[str(label)] = mine.get(str(label), 0) + int(n)
 
     @property
     def request_count(self) -> int:
