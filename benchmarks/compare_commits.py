@@ -14,6 +14,13 @@ The name ``uvicorn`` in the list stands for uvicorn serving the same app with th
 current tree): then each commit's ratio to uvicorn in the same alternating rounds is printed too, which
 is how to compare "ratio to uvicorn" before and after a change when uvicorn's own rate drifts between
 runs (it does, by 15% here).
+
+``current`` in the list is the working copy as it is (uncommitted changes included, no checkout). Any
+entry of ours takes suffixes: ``+metrics`` adds ``--control-bind`` on a free port (every request timed
+into the histogram; /metrics is scraped at the end and the run fails if it counted nothing), and
+``+supervise`` serves through ``python -m supervisor --workers 1`` (asgi-supervise) instead:
+
+    python benchmarks/compare_commits.py current current+metrics --scenario json_1k
 """
 
 from __future__ import annotations
@@ -26,13 +33,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-import psutil
+from gunicorn_run import cpu_seconds
+from servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PORT = 8310
 UVICORN = "uvicorn"  # in the commit list: uvicorn itself, as the yardstick
+CURRENT = "current"  # in the commit list: the working copy, served in place
+OPTIONS = {"metrics", "supervise"}  # suffixes: current+metrics, HEAD~1+supervise+metrics, ...
 
 
 def run_wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
@@ -58,6 +69,46 @@ def run_wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
     return rate, total
 
 
+def split_entry(entry: str) -> tuple[str, set[str]]:
+    """``REV+opt+opt`` -> the revision and its options; uvicorn takes none."""
+    revision, *options = entry.split("+")
+    unknown = set(options) - OPTIONS
+    if unknown or (options and revision == UVICORN):
+        raise SystemExit(f"{entry}: unknown or misplaced suffix; ours take {', '.join(sorted(OPTIONS))}")
+    return revision, set(options)
+
+
+def server_command(python: str, entry: str, scenario: str, port: int, control_port: int) -> list[str]:
+    """The same flags for every entry; only the module and the suffixes' additions differ."""
+    revision, options = split_entry(entry)
+    if revision == UVICORN:
+        module = ["uvicorn"]
+    else:
+        module = ["supervisor", "--workers", "1"] if "supervise" in options else ["asgi_worker"]
+    command = ["taskset", "-c", "0", python, "-m", *module, f"benchmarks.apps:{scenario}"]
+    command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    command += ["--no-access-log", "--log-level", "warning"]
+    if "metrics" in options:
+        command += ["--control-bind", f"127.0.0.1:{control_port}"]
+    return command
+
+
+def scraped_requests(control_port: int, served: int) -> int:
+    """Requests in /metrics' duration histogram, polled up to 3 s for at least ``served``.
+
+    The proof that metrics were on while measured; the poll covers the supervisor, whose workers
+    report at most once a second.
+    """
+    deadline, counted = time.monotonic() + 3, 0
+    while counted < served and time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{control_port}/metrics", timeout=5) as response:
+            lines = response.read().decode().splitlines()
+        prefix = "http_server_request_duration_seconds_count"
+        counted = sum(int(float(line.rsplit(" ", 1)[1])) for line in lines if line.startswith(prefix))
+        time.sleep(0.2)
+    return counted
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("commits", nargs="+", help="git revisions; the first is the baseline")
@@ -67,31 +118,27 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--python", default=sys.executable)
     args = parser.parse_args()
+    for commit in args.commits:
+        split_entry(commit)  # a typo fails here, before any worktree exists
     with tempfile.TemporaryDirectory(prefix="asgi-worker-ab-") as scratch:
         trees = []
         for index, commit in enumerate(args.commits):
-            if commit == UVICORN:
+            revision = split_entry(commit)[0]
+            if revision in (UVICORN, CURRENT):
                 trees.append(ROOT)
                 continue
             tree = Path(scratch) / f"tree{index}"
             subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), commit], check=True
+                ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), revision], check=True
             )
             trees.append(tree)
         servers = []
         try:
+            control_ports = [free_port() for _ in trees]
             for index, tree in enumerate(trees):
-                command = [
-                    "taskset",
-                    "-c",
-                    "0",
-                    args.python,
-                    "-m",
-                    "uvicorn" if args.commits[index] == UVICORN else "asgi_worker",
-                    f"benchmarks.apps:{args.scenario}",
-                ]
-                command += ["--port", str(BASE_PORT + index), "--loop", "uvloop", "--http", "httptools"]
-                command += ["--no-access-log", "--log-level", "warning"]
+                command = server_command(
+                    args.python, args.commits[index], args.scenario, BASE_PORT + index, control_ports[index]
+                )
                 servers.append(
                     subprocess.Popen(
                         command,
@@ -104,15 +151,22 @@ def main() -> int:
             time.sleep(3)
             rates: list[list[float]] = [[] for _ in trees]
             cpu: list[list[float]] = [[] for _ in trees]
-            for index in range(len(trees)):
-                run_wrk(BASE_PORT + index, 1, args.connections)  # warm-up, discarded
+            served = [run_wrk(BASE_PORT + index, 1, args.connections)[1] for index in range(len(trees))]
             for _ in range(args.rounds):
                 for index, server in enumerate(servers):
-                    process = psutil.Process(server.pid)
-                    before = sum(process.cpu_times()[:2])
+                    before = cpu_seconds(server.pid)
                     rate, total = run_wrk(BASE_PORT + index, args.duration, args.connections)
                     rates[index].append(rate)
-                    cpu[index].append((sum(process.cpu_times()[:2]) - before) / total * 1e6)
+                    micros = (cpu_seconds(server.pid) - before) / total * 1e6
+                    cpu[index].append(micros)
+                    served[index] += total
+                    print(f" {args.commits[index]:28} {rate:9.0f} req/s {micros:6.2f} us/request", flush=True)
+            for index, commit in enumerate(args.commits):
+                if "metrics" in split_entry(commit)[1]:
+                    counted = scraped_requests(control_ports[index], served[index])
+                    print(f"{commit}: /metrics counted {counted} requests, wrk saw {served[index]}")
+                    if not counted:
+                        raise SystemExit(f"{commit}: /metrics counted no request; were metrics on?")
         finally:
             for server in servers:
                 os.killpg(server.pid, signal.SIGKILL)

@@ -40,8 +40,9 @@ MAX_CONNECTIONS = 32
 TIMEOUT = 5.0
 
 
-def wait_ready(read: list[int], write: list[int], timeout: float) -> set[int]:
-    """The descriptors among ``read`` and ``write`` that are ready within ``timeout`` seconds.
+def wait_ready(read: list[int], write: list[int], timeout: float | None) -> set[int]:
+    """The descriptors among ``read`` and ``write`` that are ready within ``timeout`` seconds
+    (None: however long it takes).
 
     ``poll``, not ``select``: a process with a thousand client connections hands out descriptors
     past 1023, which ``select`` cannot wait on.
@@ -52,7 +53,7 @@ def wait_ready(read: list[int], write: list[int], timeout: float) -> set[int]:
     for fd in write:
         poller.register(fd, select.POLLOUT)
     try:
-        events = poller.poll(timeout * 1000)
+        events = poller.poll(None if timeout is None else timeout * 1000)
     except InterruptedError:
         return set()
     return {fd for fd, _event in events}
@@ -190,6 +191,9 @@ class ControlThread:
         try:
             while not self._stop:
                 read, write = listener.wanted()
-                listener.service(wait_ready([*read, self._wake_read], write, 0.5))
+                # Asleep until a client comes (or stop() wakes it); awake twice a second while one
+                # is connected, to cut it off at its TIMEOUT.
+                timeout = 0.5 if len(read) > 1 or write else None
+                listener.service(wait_ready([*read, self._wake_read], write, timeout))
         finally:
             listener.close()

@@ -4,8 +4,9 @@ Two tallies, so that a server without metrics pays nothing per request:
 - ``ServerCounts`` is always kept: connections accepted, refused, timed out, requests refused as
   malformed, WebSockets. Each is one integer increment where it happens, per connection or
   per refusal, never per request.
-- ``RequestHistogram`` is kept only when metrics are on. Per finished request: one set lookup (the
-  method label), one dict lookup (the label set), one ``bisect`` and four additions.
+- ``RequestHistogram`` is kept only when metrics are on. Per finished request: four equality
+  checks (the label set is usually the last one's), a comparison (the duration is usually
+  in the first bucket) and four additions.
 
 Label sets stay bounded: the method is one of ``KNOWN_METHODS`` or ``_OTHER`` (a client chooses the
 method), the status is what the app sent (100-999, checked by ``response.plan_response``), the
@@ -20,7 +21,7 @@ backwards.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -44,6 +45,7 @@ KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH
 TIMEOUT_KINDS = ("request_head", "request_body", "keep_alive")
 
 _SLOTS = len(DURATION_BUCKETS) + 1  # the buckets and +Inf
+_FIRST_BOUND = DURATION_BUCKETS[1]  # the first bucket above 0 (row index 2)
 
 
 class ServerCounts:
@@ -63,36 +65,89 @@ class ServerCounts:
         self.malformed[status] = self.malformed.get(status, 0) + 1
 
 
+class FinishedRequest(Protocol):
+    """What ``RequestHistogram.record`` reads of a finished request (an ``http.cycle.HttpCycle``)."""
+
+    scope: dict[str, Any]
+    status: int  # 0: no response was sent
+    start_time: float  # perf_counter() when its head arrived
+    body_received: int
+    bytes_sent: int
+
+
 class RequestHistogram:
     """Request durations by label set, and body byte totals; only kept when metrics are on.
 
     ``series`` maps ``(method, status, scheme, version)`` to ``[sum, count per bucket..., +Inf]``
     (counts per bucket, not cumulative: the exposition accumulates them).
+
+    ``record`` is on the hot path (the budget is a few hundred nanoseconds): the last label set's
+    row is kept with the values it came from, so a run of like requests compares four short values
+    instead of building and hashing a key (and normalising the method); most requests take under
+    5 ms, which skips the ``bisect``.
     """
 
-    __slots__ = ("finished", "request_bytes", "response_bytes", "series")
+    __slots__ = (
+        "_method",
+        "_row",
+        "_scheme",
+        "_status",
+        "_version",
+        "request_bytes",
+        "response_bytes",
+        "series",
+    )
 
     def __init__(self) -> None:
         self.series: dict[tuple[str, int, str, str], list[float]] = {}
-        self.finished = 0
         self.request_bytes = 0
         self.response_bytes = 0
+        self._method: object = None
+        self._status = -1
+        self._scheme: object = None
+        self._version: object = None
+        self._row: list[float] = []
 
-    def record(
-        self, method: str, status: int, scheme: str, version: str, seconds: float, received: int, sent: int
-    ) -> None:
-        """One finished request (``status`` 0: no response was sent)."""
-        if method not in KNOWN_METHODS:
-            method = "_OTHER"
-        key = (method, status, scheme, version)
+    def record(self, request: FinishedRequest, end: float) -> None:
+        """Count ``request``, which finished at ``end`` (``perf_counter``)."""
+        scope = request.scope
+        method = scope["method"]
+        status = request.status
+        scheme = scope["scheme"]
+        version = scope["http_version"]
+        if (
+            method == self._method
+            and status == self._status
+            and version == self._version
+            and scheme == self._scheme
+        ):
+            row = self._row
+        else:
+            row = self._row_of(method, status, scheme, version)
+        seconds = end - request.start_time
+        row[0] += seconds
+        if 0.0 < seconds <= _FIRST_BOUND:
+            row[2] += 1
+        else:
+            row[bisect_left(DURATION_BUCKETS, seconds) + 1] += 1
+        received = request.body_received
+        if received:  # most requests have no body: no int to allocate then
+            self.request_bytes += received
+        self.response_bytes += request.bytes_sent
+
+    def _row_of(self, method: str, status: int, scheme: str, version: str) -> list[float]:
+        self._method, self._status, self._scheme, self._version = method, status, scheme, version
+        key = (method if method in KNOWN_METHODS else "_OTHER", status, scheme, version)
         row = self.series.get(key)
         if row is None:
-            row = self.series[key] = [0.0] * (_SLOTS + 1)
-        row[0] += seconds
-        row[bisect_left(DURATION_BUCKETS, seconds) + 1] += 1
-        self.finished += 1
-        self.request_bytes += received
-        self.response_bytes += sent
+            row = self.series[key] = [0.0, *[0] * _SLOTS]
+        self._row = row
+        return row
+
+    @property
+    def finished(self) -> int:
+        """Requests recorded so far."""
+        return int(sum(sum(row[1:]) for row in list(self.series.values())))
 
 
 def snapshot(

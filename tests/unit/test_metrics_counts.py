@@ -18,10 +18,26 @@ from asgi_worker.metrics.counts import (
 SLOTS = len(DURATION_BUCKETS) + 1  # the buckets and +Inf
 
 
+class Finished:
+    """A finished request as ``RequestHistogram.record`` reads it (what an ``HttpCycle`` carries)."""
+
+    def __init__(self, method: str, status: int, scheme: str, version: str, received: int, sent: int) -> None:
+        self.scope = {"method": method, "scheme": scheme, "http_version": version}
+        self.status = status
+        self.start_time = 0.0
+        self.body_received = received
+        self.bytes_sent = sent
+
+
+def record(histogram, method, status, scheme, version, seconds, received, sent):
+    """One request of ``seconds`` (its head at 0.0, its end at ``seconds``)."""
+    histogram.record(Finished(method, status, scheme, version, received, sent), seconds)
+
+
 def bucket_of(seconds: float) -> float | str:
     """The ``le`` bound of the bucket one request of ``seconds`` lands in ("+Inf" past the last)."""
     histogram = RequestHistogram()
-    histogram.record("GET", 200, "http", "1.1", seconds, 0, 0)
+    record(histogram, "GET", 200, "http", "1.1", seconds, 0, 0)
     (row,) = histogram.series.values()
     assert len(row) == 1 + SLOTS and sum(row[1:]) == 1 and row[0] == seconds
     slot = next(i for i, n in enumerate(row[1:]) if n)
@@ -54,16 +70,16 @@ def test_buckets_are_opentelemetrys_and_sorted():
 @pytest.mark.parametrize("method", ["BREW", "get", "PROPFIND", "", "GET " * 100])
 def test_unknown_method_is_other(method):
     histogram = RequestHistogram()
-    histogram.record(method, 200, "http", "1.1", 0.01, 0, 0)
+    record(histogram, method, 200, "http", "1.1", 0.01, 0, 0)
     assert list(histogram.series) == [("_OTHER", 200, "http", "1.1")]
 
 
 def test_known_methods_keep_their_name_and_label_sets_stay_apart():
     histogram = RequestHistogram()
     for method in ("GET", "POST", "PATCH", "GET"):
-        histogram.record(method, 200, "https", "1.1", 0.01, 0, 0)
-    histogram.record("GET", 404, "https", "1.1", 0.01, 0, 0)
-    histogram.record("GET", 0, "http", "1.0", 0.01, 0, 0)  # no response was sent
+        record(histogram, method, 200, "https", "1.1", 0.01, 0, 0)
+    record(histogram, "GET", 404, "https", "1.1", 0.01, 0, 0)
+    record(histogram, "GET", 0, "http", "1.0", 0.01, 0, 0)  # no response was sent
     counts = {key: int(sum(row[1:])) for key, row in histogram.series.items()}
     assert counts == {
         ("GET", 200, "https", "1.1"): 2,
@@ -76,9 +92,9 @@ def test_known_methods_keep_their_name_and_label_sets_stay_apart():
 
 def test_byte_totals_and_finished_count():
     histogram = RequestHistogram()
-    histogram.record("POST", 201, "http", "1.1", 0.02, 1000, 17)
-    histogram.record("GET", 200, "http", "1.1", 0.5, 0, 4096)
-    histogram.record("BREW", 418, "http", "1.1", 0.1, 3, 0)
+    record(histogram, "POST", 201, "http", "1.1", 0.02, 1000, 17)
+    record(histogram, "GET", 200, "http", "1.1", 0.5, 0, 4096)
+    record(histogram, "BREW", 418, "http", "1.1", 0.1, 3, 0)
     assert (histogram.finished, histogram.request_bytes, histogram.response_bytes) == (3, 1003, 4113)
     assert sum(row[0] for row in histogram.series.values()) == pytest.approx(0.62)
 
@@ -93,8 +109,8 @@ def sample_snapshot(requests: int = 3, open_connections: int = 2) -> dict:
     counts.timeouts["keep_alive"] += 3
     histogram = RequestHistogram()
     for _ in range(requests):
-        histogram.record("GET", 200, "http", "1.1", 0.003, 10, 20)
-    histogram.record("BREW", 418, "http", "1.0", 20.0, 0, 0)
+        record(histogram, "GET", 200, "http", "1.1", 0.003, 10, 20)
+    record(histogram, "BREW", 418, "http", "1.0", 20.0, 0, 0)
     return snapshot(counts, histogram, open_connections, 1)
 
 
