@@ -415,6 +415,28 @@ def test_restart_reasons_crash_rolling_restart_and_scale():
         }, sup.log
 
 
+@pytest.mark.slow
+def test_restart_reasons_memory_and_blocked(tmp_path):
+    """A worker past --max-worker-memory counts as ``memory``; one whose loop stops beating as
+    ``blocked`` (its stack dumped, then killed); neither as a crash."""
+    with supervise_controlled("supapps:info", "--workers", "1", "--max-worker-memory", "150") as (sup, ctl):
+        sup.get("/grow?200")
+        ctl.wait_scrape(lambda s: restarts(s)["memory"] == 1, TIMEOUT * 3)
+    marker = tmp_path / "in-flight"
+    args = ("blockapps:blocking", "--workers", "1", "--timeout-worker-healthcheck", "1")
+    with supervise_controlled(*args, env=in_flight_env(marker)) as (sup, ctl):
+        conn = http.client.HTTPConnection("127.0.0.1", sup.port, timeout=TIMEOUT * 2)
+        try:
+            conn.request("GET", "/block?30")
+            wait_in_flight(marker)
+            scrape = ctl.wait_scrape(
+                lambda s: restarts(s)["blocked"] == 1 and s.total(WORKERS, state="ready") == 1, TIMEOUT * 3
+            )
+        finally:
+            conn.close()
+    assert {reason: n for reason, n in restarts(scrape).items() if n} == {"blocked": 1}
+
+
 # 6. A rollout behind a load balancer
 
 
