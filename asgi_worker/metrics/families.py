@@ -59,7 +59,7 @@ def server_families(totals: Totals) -> list[Family]:
     malformed = Family(
         "counter",
         "asgi_server_requests_malformed",
-        "Requests refused before the app ran (bad bytes, limits), by the status answered.",
+        "Requests refused as malformed or over a limit (a bad head or body, 413, 414, 431), by status.",
         ("http_response_status_code",),
     )
     for code, n in sorted(totals.labelled["malformed"].items()):
