@@ -14,9 +14,9 @@ Invariants of the loop (the decisions themselves are ``policy.decide``):
   ``--shutdown-delay`` the first SIGTERM/SIGINT makes ``/readyz`` 503 at once and the workers
   serve on, untouched, for the delay; then the drain begins (a second signal begins it at once).
 - The control listener (``--control-bind``) is served by this loop (``telemetry.py``): its
-  descriptors join its poll (``wait_ready``), and its requests are answered at the end of the iteration, after
-  the signals and worker messages of that iteration were taken (so ``/readyz`` is 503 in the very
-  iteration that took SIGTERM).
+  descriptors join the wait (``wait_ready``), and its requests are answered at the end of the
+  iteration, after the signals and worker messages of that iteration were taken (so ``/readyz``
+  is 503 in the very iteration that took SIGTERM).
 """
 
 from __future__ import annotations
