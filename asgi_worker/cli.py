@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from asgi_worker.config import OPTIONS
 from asgi_worker.errors import AppLoadError, ConfigError
-from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK, USAGE_ERROR
+from asgi_worker.exitcodes import BOOT_ERROR, OK, USAGE_ERROR
 from asgi_worker.options import Option, env_name
 from asgi_worker.version import __version__
 
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.run()
     except (AppLoadError, ConfigError) as exc:
         fail(exc)
-        return CONFIG_ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         return OK
     return OK if server.started else BOOT_ERROR

@@ -226,6 +226,16 @@ class Config:
         metavar="NAME:VALUE",
     )
     factory: bool = setting(False, "Treat APP as an application factory.", kind="flag")
+    disconnect_grace_period: float | None = setting(
+        None,
+        "Cancel a request's app call this many seconds after its client disconnected (gunicorn's "
+        "asgi_disconnect_grace_period). [default: never, as uvicorn]",
+    )
+    reset_contextvars: bool = setting(
+        False,
+        "Run each ASGI request in a fresh contextvars.Context. Hides context set in the lifespan.",
+        kind="flag",
+    )
     app_dir: str | None = setting(
         "",
         "Look for APP in the specified directory, by adding it to the PYTHONPATH. Default: the current one.",

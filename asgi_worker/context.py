@@ -10,8 +10,10 @@ change while serving (request count, open connections, running tasks, the drain)
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,7 +34,15 @@ if TYPE_CHECKING:
     from asgi_worker.http.scope import ConnectionFacts
     from asgi_worker.log import AccessLog
 
-__all__ = ["ServedConnection", "ServerContext", "ServerState", "UpgradeHandler", "build_context"]
+__all__ = [
+    "RequestHooks",
+    "ServedConnection",
+    "ServerContext",
+    "ServerState",
+    "UpgradeHandler",
+    "build_context",
+    "start_in_fresh_context",
+]
 
 SERVER_NAME = b"asgi-worker"
 
@@ -59,6 +69,17 @@ class UpgradeHandler(Protocol):
         rest: bytes,
     ) -> None:
         """Serve the handshake ``head`` on ``transport`` from now on; ``rest`` are the bytes after it."""
+
+
+class RequestHooks(Protocol):
+    """Calls around each HTTP request (gunicorn's ``pre_request``/``post_request``); None when no hook
+    is configured, so a server without them pays one attribute test per request."""
+
+    def started(self, cycle: HttpCycle) -> None:
+        """The request's app call is about to start."""
+
+    def finished(self, cycle: HttpCycle, seconds: float) -> None:
+        """The request's app call has ended, ``seconds`` after its head arrived."""
 
 
 class ServerState:
@@ -110,8 +131,10 @@ class ServerContext:
     ws: UpgradeHandler | None  # None: upgrade requests are served as plain HTTP
     trace: bool  # --log-level trace: log connections made and lost
     on_limit_reached: Callable[[], None]
-    stop_at_limit: bool  # False under a supervisor: it replaces us, we keep serving meanwhile
     drain_idle_grace: float  # seconds an idle keep-alive connection stays open while draining
+    reset_contextvars: bool  # each app task starts in a fresh contextvars.Context (uvicorn's flag)
+    disconnect_grace: float | None  # cancel an app call this long after its client left; None: never
+    hooks: RequestHooks | None  # pre_request/post_request under gunicorn; None: none configured
     clock: Clock = field(default_factory=Clock)
     # Read on every connection or request, so kept here rather than behind a property:
     connections: set[ServedConnection] = field(init=False)  # state.connections
@@ -126,20 +149,23 @@ class ServerContext:
         object.__setattr__(self, "tasks", self.state.tasks)
         object.__setattr__(self, "counts", self.state.counts)
         object.__setattr__(self, "histogram", self.state.histogram)
-        object.__setattr__(self, "timed", self.access_log.enabled or self.state.histogram is not None)
+        object.__setattr__(
+            self,
+            "timed",
+            self.access_log.enabled or self.state.histogram is not None or self.hooks is not None,
+        )
         object.__setattr__(
             self, "limited", self.max_requests is not None or self.limit_concurrency is not None
         )
 
-    def request_started(self) -> bool:
-        """Count a request. False when the server is already past ``limit_max_requests``."""
+    def request_started(self) -> None:
+        """Count a request; the one that reaches ``limit_max_requests`` starts the stop (or asks the
+        supervisor for a replacement). Requests after it are still served, with ``connection: close``
+        once the drain has begun: refusing them would reset a keep-alive client mid-request."""
         state = self.state
-        if self.max_requests is not None and state.total_requests >= self.max_requests and self.stop_at_limit:
-            return False
         state.total_requests += 1
         if state.total_requests == self.max_requests:
             self.on_limit_reached()
-        return True
 
     def over_concurrency(self) -> bool:
         """True when ``limit_concurrency`` says to answer 503 instead of running the app."""
@@ -149,8 +175,13 @@ class ServerContext:
     def cycle_finished(self, cycle: HttpCycle) -> None:
         """An HTTP request's app task is ending: count it (metrics on), then ``task_finished``."""
         histogram = self.histogram
-        if histogram is not None:
-            histogram.record(cycle, perf_counter())
+        hooks = self.hooks
+        if histogram is not None or hooks is not None:
+            end = perf_counter()
+            if histogram is not None:
+                histogram.record(cycle, end)
+            if hooks is not None:
+                hooks.finished(cycle, end - cycle.start_time)
         state = self.state  # task_finished's lines, inlined: this runs once per request
         state.tasks.discard(cycle.task)
         if state.draining:
@@ -184,6 +215,15 @@ class ServerContext:
         await state.drained.wait()
 
 
+def start_in_fresh_context(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+) -> asyncio.Task[None]:
+    """``loop.create_task(coro)`` in an empty ``contextvars.Context``."""
+    if sys.version_info >= (3, 11):
+        return loop.create_task(coro, context=contextvars.Context())
+    return contextvars.Context().run(loop.create_task, coro)
+
+
 def max_requests_of(config: Config) -> int | None:
     """``limit_max_requests`` plus a jitter drawn now, in this process: each worker (and each
     replacement) draws its own, so recycling is staggered even when the app was preloaded."""
@@ -213,8 +253,8 @@ def build_context(
     ws: UpgradeHandler | None,
     trace: bool,
     on_limit_reached: Callable[[], None],
-    stop_at_limit: bool,
     drain_idle_grace: float,
+    hooks: RequestHooks | None = None,
 ) -> ServerContext:
     """The context of a server about to listen. Call on the serving loop, after ``config.load()``."""
     assert config.parser_class is not None, "Config.load() first"
@@ -240,6 +280,8 @@ def build_context(
         ws=ws,
         trace=trace,
         on_limit_reached=on_limit_reached,
-        stop_at_limit=stop_at_limit,
         drain_idle_grace=drain_idle_grace,
+        reset_contextvars=config.reset_contextvars,
+        disconnect_grace=config.disconnect_grace_period,
+        hooks=hooks,
     )

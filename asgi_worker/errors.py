@@ -5,12 +5,15 @@ Rules:
   carries the status to answer with; the connection writes ``exc.status`` and closes, with no
   isinstance ladder anywhere else.
 - ``ConfigError`` and ``AppLoadError`` are operator mistakes: the CLI prints their message on one line
-  and exits with the code in ``exitcodes``.
+  and exits with their ``exit_code`` (``exitcodes``: 1 for a setting, 3 for an app that cannot be
+  loaded, as uvicorn exits).
 - ``AppProtocolError`` is an application that broke the ASGI contract (wrong message order, bad
   header); the server logs it and answers 500 or closes the connection.
 """
 
 from __future__ import annotations
+
+from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR
 
 __all__ = [
     "AppLoadError",
@@ -35,9 +38,16 @@ class ServerError(Exception):
 class ConfigError(ServerError, ValueError):
     """A setting has a value the server cannot use; the message names the setting."""
 
+    exit_code = CONFIG_ERROR
+
 
 class AppLoadError(ServerError):
-    """The application could not be imported or is not callable; the message says what was wrong."""
+    """The application could not be imported or is not callable; the message says what was wrong.
+
+    Exits 3, as uvicorn does for an import string it cannot resolve (its STARTUP_FAILURE).
+    """
+
+    exit_code = BOOT_ERROR
 
 
 class StartupError(ServerError):

@@ -29,6 +29,7 @@ import faulthandler
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -44,7 +45,7 @@ from asgi_worker.config import Config
 from asgi_worker.exitcodes import BOOT_ERROR
 from asgi_worker.log import request_target
 from asgi_worker.loops import loop_factory, run_on_new_loop
-from asgi_worker.server import Server
+from asgi_worker.server import DRAIN_IDLE_GRACE, Server
 
 __all__ = ["H11Worker", "Worker"]
 
@@ -71,7 +72,22 @@ ENVIRONMENT_SETTINGS = (
     "server_header",
     "date_header",
     "headers",
+    "limit_concurrency",
+    "reset_contextvars",
+    "root_path",
+    "disconnect_grace_period",
 )
+
+# gunicorn's settings for its own ASGI worker, and ours they set. When both are given, gunicorn's
+# wins if it differs from gunicorn's default (it was given on gunicorn's command line or config
+# file: the more explicit place), else ASGI_WORKER_<NAME> does.
+GUNICORN_ASGI_SETTINGS = {
+    "asgi_loop": "loop",
+    "asgi_lifespan": "lifespan",
+    "asgi_disconnect_grace_period": "disconnect_grace_period",
+    "websocket_max_message_size": "ws_max_size",
+    "root_path": "root_path",
+}
 
 # Ours that cannot apply under gunicorn's arbiter: set, they get one warning at boot.
 IGNORED_SETTINGS = {
@@ -80,17 +96,21 @@ IGNORED_SETTINGS = {
 }
 
 
-def config_kwargs(cfg: Any, max_requests: int) -> dict[str, Any]:
-    """gunicorn's settings as ``Config`` keyword arguments: the whole mapping, in one place.
+def config_kwargs(cfg: Any, max_requests: int, environ: dict[str, Any] | None = None) -> dict[str, Any]:
+    """gunicorn's settings, and ours from ``environ`` (``options_from_environment``), as ``Config``
+    keyword arguments: the whole mapping, in one place (README.md, "gunicorn", lists it).
 
     ``timeout`` needs no setting (the loop's tick notifies the arbiter), logging is gunicorn's own
     (``_hand_over_logging``, ``GunicornAccessLog``), and ``forwarder_headers`` does not apply: it
-    lets proxies set WSGI environ keys, which an ASGI scope does not have.
+    lets proxies set WSGI environ keys, which an ASGI scope does not have. ``worker_connections``
+    is not a limit here: gunicorn documents it for its gthread and gevent workers only and its own
+    ASGI worker does not enforce it, and as a concurrency limit (503 past 1,000 open connections by
+    default) it refused idle keep-alive and WebSocket clients that cost an asyncio worker a few KiB
+    each. ``ASGI_WORKER_LIMIT_CONCURRENCY`` sets a limit for those who want one.
     """
     kwargs: dict[str, Any] = {
         "timeout_keep_alive": cfg.keepalive,
         "timeout_graceful_shutdown": cfg.graceful_timeout,
-        "limit_concurrency": cfg.worker_connections or None,
         "limit_request_line": cfg.limit_request_line,
         "limit_request_fields": cfg.limit_request_fields,
         "limit_request_field_size": cfg.limit_request_field_size,
@@ -101,8 +121,20 @@ def config_kwargs(cfg: Any, max_requests: int) -> dict[str, Any]:
         "log_config": None,  # gunicorn's logger is configured already; ours hands over to it
         "access_log": False,  # replaced by gunicorn's access logger (GunicornAccessLog)
     }
-    if getattr(cfg, "root_path", None):
-        kwargs["root_path"] = cfg.root_path.rstrip("/")
+    environ = environ or {}
+    settings = getattr(cfg, "settings", {})
+    for theirs, ours in GUNICORN_ASGI_SETTINGS.items():
+        if theirs not in settings:  # an older gunicorn
+            continue
+        value = getattr(cfg, theirs)
+        if ours in environ and value == settings[theirs].default:
+            continue
+        kwargs[ours] = value
+    kwargs.update({name: value for name, value in environ.items() if name not in kwargs})
+    if kwargs.get("root_path"):
+        kwargs["root_path"] = kwargs["root_path"].rstrip("/")
+    if cfg.threads > 1 and "wsgi_threads" not in environ:  # gunicorn's gthread pool size, for WSGI apps
+        kwargs["wsgi_threads"] = cfg.threads
     if max_requests < sys.maxsize:
         kwargs["limit_max_requests"] = max_requests  # gunicorn already added its jitter
     if cfg.is_ssl:
@@ -163,15 +195,106 @@ def _access_environ(scope: dict[str, Any]) -> dict[str, Any]:
     return environ
 
 
+class HookRequest:
+    """The ``req`` gunicorn's ``pre_request``/``post_request`` hooks get: the attributes of gunicorn's
+    own request objects that hooks read, from the ASGI scope. A plain object, so a hook may keep
+    its own attributes on it (a start time, say) from ``pre_request`` to ``post_request``."""
+
+    def __init__(self, scope: dict[str, Any]) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query: str = scope["query_string"].decode("latin-1")
+        self.uri: str = request_target(scope)
+        self.version = tuple(int(part) for part in scope["http_version"].split("."))
+        self.scheme: str = scope["scheme"]
+        client = scope.get("client")
+        self.remote_addr = client[0] if client else None
+        self._headers: list[tuple[str, str]] | None = None
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """(UPPER-CASE name, value) pairs, as gunicorn gives them; built on first use."""
+        if self._headers is None:
+            self._headers = [
+                (name.decode("latin-1").upper(), value.decode("latin-1"))
+                for name, value in self.scope["headers"]
+            ]
+        return self._headers
+
+
+class HookResponse(_Message):
+    """The ``resp`` of ``post_request``: status, headers as sent, body bytes sent, and ``duration``
+    (seconds from the request head to the end of the app's call)."""
+
+    __slots__ = ("duration", "response_length", "status_code")
+
+    def __init__(self, headers: list[tuple[str, str]], status: int, sent: int, duration: float) -> None:
+        super().__init__(headers, status, sent)
+        self.status_code = status
+        self.response_length = sent
+        self.duration = duration
+
+
+class GunicornRequestHooks:
+    """gunicorn's ``pre_request(worker, req)`` and ``post_request(worker, req, environ, resp)``, once
+    per HTTP request (never per WebSocket message). A hook that raises is logged and the request
+    goes on. ``of(worker)`` is None when neither hook would do anything, so the server pays nothing.
+    """
+
+    def __init__(self, worker: Any, pre: Any, post: Any) -> None:
+        self._worker = worker
+        self._pre = pre
+        self._post = post
+        self._requests: dict[int, HookRequest] = {}  # id(cycle) -> its request, until it finishes
+
+    @classmethod
+    def of(cls, worker: Any) -> GunicornRequestHooks | None:
+        cfg = worker.cfg
+        settings = getattr(cfg, "settings", {})
+        pre, post = cfg.pre_request, cfg.post_request
+        # gunicorn's default pre_request only logs the request at debug level; its post_request
+        # does nothing. Skipped when they are the defaults (and debug is off), as gunicorn does.
+        if "pre_request" in settings and pre is settings["pre_request"].default:
+            error_log = getattr(worker.log, "error_log", None)
+            pre = pre if error_log is not None and error_log.isEnabledFor(logging.DEBUG) else None
+        if "post_request" in settings and post is settings["post_request"].default:
+            post = None
+        return None if pre is None and post is None else cls(worker, pre, post)
+
+    def started(self, cycle: Any) -> None:
+        request = self._requests[id(cycle)] = HookRequest(cycle.scope)
+        if self._pre is not None:
+            try:
+                self._pre(self._worker, request)
+            except Exception:
+                self._worker.log.exception("Exception in pre_request hook")
+
+    def finished(self, cycle: Any, seconds: float) -> None:
+        request = self._requests.pop(id(cycle), None)
+        if self._post is None or request is None:
+            return
+        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in cycle.response_headers]
+        response = HookResponse(headers, cycle.status, cycle.bytes_sent, seconds)
+        try:
+            self._post(self._worker, request, _access_environ(cycle.scope), response)
+        except Exception:
+            self._worker.log.exception("Exception in post_request hook")
+
+
 class _ArbiterServer(Server):
     """Our server as a gunicorn worker runs it: heartbeats, the arbiter's signals, its access log."""
 
     def __init__(self, config: Config, worker: Worker) -> None:
         super().__init__(config)
         self._worker = worker
+        self.drain_idle_grace = DRAIN_IDLE_GRACE  # the other workers (or the next one) keep listening
 
     def make_access_log(self) -> Any:
         return GunicornAccessLog(self._worker.log, self._worker.cfg)
+
+    def make_request_hooks(self) -> GunicornRequestHooks | None:
+        return GunicornRequestHooks.of(self._worker)
 
     def on_tick(self) -> None:
         super().on_tick()
@@ -257,28 +380,54 @@ class Worker(BaseWorker):  # type: ignore[misc]  # gunicorn ships no type hints
         if self._server is not None:
             self._server.should_exit = True  # safe from the reloader's thread
 
+    def _refuse_what_cannot_apply(self) -> None:
+        """gunicorn settings we cannot honour yet: PROXY protocol stops the boot (its headers would
+        be read as bad requests), HTTP/2 gets a warning (HTTP/1.1 is served)."""
+        cfg = self.cfg
+        if getattr(cfg, "proxy_protocol", "off") not in ("off", False, None):
+            self.log.error("proxy_protocol is not supported by %s yet: stopping", type(self).__name__)
+            sys.exit(_boot_error())
+        protocols = list(getattr(cfg, "http_protocols", None) or ["h1"])
+        if protocols != ["h1"]:
+            self.log.warning(
+                "http_protocols %s: %s serves HTTP/1.1 only", ",".join(protocols), type(self).__name__
+            )
+
     def run(self) -> None:
         """Serve the arbiter's sockets until told to stop; exit 3 if startup failed."""
         kwargs = {
-            **options_from_environment(ENVIRONMENT_SETTINGS),
-            **config_kwargs(self.cfg, self.max_requests),
+            **config_kwargs(self.cfg, self.max_requests, options_from_environment(ENVIRONMENT_SETTINGS)),
             **self.CONFIG_KWARGS,
         }
         _hand_over_logging(self.log)
+        self._refuse_what_cannot_apply()
         for name, why in IGNORED_SETTINGS.items():
             if options_from_environment([name]):
                 self.log.warning("ASGI_WORKER_%s is ignored under gunicorn: %s", name.upper(), why)
         config = Config(self.wsgi, **kwargs)
         server = self._server = _ArbiterServer(config, self)
-        run_on_new_loop(server.serve(sockets=self.sockets), loop_factory(config.loop))
+        # Copies: the server closes what it serves when it stops, and gunicorn closes its own
+        # sockets again on exit (one "Bad file descriptor" line per recycled worker otherwise).
+        sockets = [_socket_of(listener).dup() for listener in self.sockets]
+        run_on_new_loop(server.serve(sockets=sockets), loop_factory(config.loop))
         if not server.started:
-            sys.exit(Arbiter.WORKER_BOOT_ERROR if hasattr(Arbiter, "WORKER_BOOT_ERROR") else BOOT_ERROR)
+            sys.exit(_boot_error())
 
 
 class H11Worker(Worker):
     """The pure-Python choice: h11 and the asyncio loop."""
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {"loop": "asyncio", "http": "h11"}
+
+
+def _boot_error() -> int:
+    """The exit code that makes gunicorn's arbiter stop ("Worker failed to boot") instead of forking again."""
+    return int(getattr(Arbiter, "WORKER_BOOT_ERROR", BOOT_ERROR))
+
+
+def _socket_of(listener: Any) -> socket.socket:
+    """The ``socket.socket`` inside one of gunicorn's listener wrappers."""
+    return listener.sock if hasattr(listener, "sock") else listener  # type: ignore[no-any-return]
 
 
 def _hand_over_logging(log: Any) -> None:

@@ -73,16 +73,23 @@ class Lifespan:
         if self.phase is LifespanState.STARTED:
             logger.info("Application startup complete.")
 
-    async def shutdown(self) -> None:
-        """Send ``lifespan.shutdown``, wait (bounded), then make sure the lifespan task is gone."""
+    async def shutdown(self, within: float | None = None) -> None:
+        """Send ``lifespan.shutdown``, wait (bounded), then make sure the lifespan task is gone.
+
+        ``within``: seconds left of the whole stop's budget (``--timeout-graceful-shutdown``), when
+        shorter than the shutdown timeout.
+        """
         if self.phase is not LifespanState.STARTED:
             await self._stop_task()
             return
+        timeout = self._shutdown_timeout
+        if within is not None and (timeout is None or within < timeout):
+            timeout = max(within, 0.0)
         self.phase = LifespanState.STOPPING
         logger.info("Waiting for application shutdown.")
         await self._inbox.put({"type": "lifespan.shutdown"})
-        if not await self._wait_left(LifespanState.STOPPING, self._shutdown_timeout):
-            logger.error("Application shutdown did not complete within %ss.", self._shutdown_timeout)
+        if not await self._wait_left(LifespanState.STOPPING, timeout):
+            logger.error("Application shutdown did not complete within %gs.", timeout)
         elif self.phase is LifespanState.FAILED:
             logger.error(self._failure or "Application shutdown failed.")
         else:

@@ -33,7 +33,13 @@ from typing import Any
 
 from asgi_worker.clock import http_date, tick_interval
 from asgi_worker.config import Config
-from asgi_worker.context import ServerContext, ServerState, build_context, default_header_block
+from asgi_worker.context import (
+    RequestHooks,
+    ServerContext,
+    ServerState,
+    build_context,
+    default_header_block,
+)
 from asgi_worker.errors import StartupError
 from asgi_worker.http.connection import HttpConnection
 from asgi_worker.lifespan import Lifespan
@@ -41,11 +47,16 @@ from asgi_worker.listeners import open_listeners, socket_url
 from asgi_worker.log import AccessLog, TracingApp, log_started, pid_line, tracing_enabled
 from asgi_worker.loops import loop_factory, run_on_new_loop
 
-__all__ = ["HANDLED_SIGNALS", "Server", "ServerState"]
+__all__ = ["DRAIN_IDLE_GRACE", "HANDLED_SIGNALS", "Server", "ServerState"]
 
 logger = logging.getLogger("asgi_worker.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# Seconds an idle keep-alive connection of a draining worker stays open when other processes keep
+# listening (a supervisor's or gunicorn's workers), so that a client's next request gets an answer
+# with connection: close rather than a socket closed under it (a reset it may not retry).
+DRAIN_IDLE_GRACE = 1.0
 
 
 class Server:
@@ -269,14 +280,18 @@ class Server:
             ws=ws,
             trace=self._trace,
             on_limit_reached=self.limit_reached_callback or self._max_requests_reached,
-            stop_at_limit=self.limit_reached_callback is None,
             drain_idle_grace=self.drain_idle_grace,
+            hooks=self.make_request_hooks(),
         )
 
     def make_access_log(self) -> AccessLog:
         """The access log of this server; a subclass may return another with the same interface
         (``enabled``, ``start()``, ``stop()``, ``log(cycle, duration)``), as gunicorn's worker does."""
         return AccessLog(self.config.access_log, self.config.access_log_format)
+
+    def make_request_hooks(self) -> RequestHooks | None:
+        """Calls around each HTTP request; None here (gunicorn's worker returns its hooks)."""
+        return None
 
     def _max_requests_reached(self) -> None:
         assert self._ctx is not None
@@ -308,8 +323,10 @@ class Server:
         self._tick_handle = loop.call_at(now + min(self._tick_interval, until_next_second), self.on_tick)
 
     async def shutdown(self, sockets: Sequence[socket.socket] | None = None) -> None:
-        """Stop accepting, drain (bounded by ``timeout_graceful_shutdown``), then lifespan shutdown."""
+        """Stop accepting, drain, then lifespan shutdown; with ``timeout_graceful_shutdown`` all of it
+        within that many seconds (lifespan shutdown gets what the drain left, at most its own timeout)."""
         logger.info("Shutting down")
+        began = time.monotonic()
         for listener in self._listeners:
             listener.close()
         ctx = self._ctx
@@ -324,7 +341,8 @@ class Server:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(listener.wait_closed(), 1.0)
         if self.lifespan is not None and not self.force_exit:
-            await self.lifespan.shutdown()
+            graceful = self.config.timeout_graceful_shutdown
+            await self.lifespan.shutdown(None if graceful is None else graceful - (time.monotonic() - began))
         if self.config.uds and sockets is None:
             with contextlib.suppress(OSError):
                 os.unlink(self.config.uds)
@@ -414,7 +432,7 @@ def run(app: Any, **kwargs: Any) -> None:
     Exits the process with code 3 when startup fails, and 1 when the app cannot be loaded.
     """
     from asgi_worker.errors import AppLoadError, ConfigError
-    from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR
+    from asgi_worker.exitcodes import BOOT_ERROR
 
     config = Config(app, **kwargs)
     server = Server(config)
@@ -422,7 +440,7 @@ def run(app: Any, **kwargs: Any) -> None:
         server.run()
     except (AppLoadError, ConfigError) as exc:
         logging.getLogger("asgi_worker.error").error("%s", exc)
-        sys.exit(CONFIG_ERROR)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         pass
     if not server.started:

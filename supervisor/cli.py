@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Supervisor(config, settings).run()
     except (AppLoadError, ConfigError) as exc:
         fail(exc, PROG)
-        return CONFIG_ERROR
+        return exc.exit_code
     except StartupError as exc:
         fail(exc, PROG)
         return BOOT_ERROR

@@ -33,15 +33,12 @@ from asgi_worker.errors import AppLoadError, ConfigError
 from asgi_worker.exitcodes import BOOT_ERROR, CONFIG_ERROR, OK
 from asgi_worker.log import tag_lines_with_pid
 from asgi_worker.loops import loop_factory, run_on_new_loop
-from asgi_worker.server import Server
+from asgi_worker.server import DRAIN_IDLE_GRACE, Server
 from supervisor.heartbeat import Beacon, BeaconReader
 from supervisor.policy import WorkerState, WorkerView
 
-__all__ = ["DRAIN_IDLE_GRACE", "WorkerRecord", "fork_worker", "set_supervisor_title", "set_title"]
+__all__ = ["WorkerRecord", "fork_worker", "set_supervisor_title", "set_title"]
 
-# Seconds an idle keep-alive connection of a draining worker stays open, so that a client's next
-# request gets an answer (with connection: close) rather than a socket closed under it.
-DRAIN_IDLE_GRACE = 1.0
 # Seconds between two metrics snapshots a worker sends (when something changed): what a scrape may
 # lag behind; Prometheus scrapes every 15 s or so.
 METRICS_INTERVAL = 1.0
@@ -120,7 +117,7 @@ def run_worker(
         config.load()
     except (AppLoadError, ConfigError) as exc:
         logging.getLogger("asgi_worker.error").error("Worker %d failed to load: %s", os.getpid(), exc)
-        return CONFIG_ERROR
+        return exc.exit_code
     if os.getppid() != supervisor_pid:  # the supervisor died while we were booting
         return OK
     server = WorkerServer(config, beacon, supervisor_pid)

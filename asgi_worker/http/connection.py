@@ -35,6 +35,7 @@ from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
+from asgi_worker.context import start_in_fresh_context
 from asgi_worker.errors import RequestError
 from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
 from asgi_worker.http.cycle import HttpCycle
@@ -182,10 +183,16 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._closing = True
         if self._ctx.trace:
             logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection lost", peer_text(self._facts.client))
-        self._ctx.connection_closed(self)
+        ctx = self._ctx
+        ctx.connection_closed(self)
         for cycle in (self._current, self._receiving):
             if cycle is not None:
                 cycle.disconnect()
+        running = self._current.task if self._current is not None else None
+        if ctx.disconnect_grace is not None and running is not None and not running.done():
+            # The app has heard http.disconnect; past the grace its call is cancelled (gunicorn's
+            # asgi_disconnect_grace_period). Rare, so a timer of its own rather than a deadline.
+            ctx.loop.call_later(ctx.disconnect_grace, running.cancel)
         self._pending.clear()
         self._release_writers()
 
@@ -280,9 +287,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._deadline_kind = _NO_DEADLINE
         self.deadline = 0.0
         if ctx.limited:  # only pay for the limit checks when a limit is set
-            if not ctx.request_started():  # past limit_max_requests: this worker serves no more
-                self._close()
-                return
+            ctx.request_started()
             if ctx.over_concurrency():
                 ctx.counts.refused += 1
                 cycle.status = 503
@@ -295,7 +300,13 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._current = cycle
         if ctx.state.draining:
             cycle.close_after()
-        task = cycle.task = ctx.loop.create_task(cycle.run_asgi(ctx.app, ctx))
+        hooks = ctx.hooks
+        if hooks is not None:
+            hooks.started(cycle)
+        coro = cycle.run_asgi(ctx.app, ctx)
+        task = cycle.task = (
+            start_in_fresh_context(ctx.loop, coro) if ctx.reset_contextvars else ctx.loop.create_task(coro)
+        )
         ctx.tasks.add(task)
 
     def _switch_to_websocket(self) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from asgi_worker.context import start_in_fresh_context
 from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
 from asgi_worker.http.response import CHUNKED, CHUNKED_END, encode_chunk, encode_error_response, plan_response
 from asgi_worker.http.scope import build_websocket_scope
@@ -125,7 +126,10 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
             self._transport.close()
             return
         session = self._session = WsSession(self, scope, self._settings.max_queue)
-        task = session.task = ctx.loop.create_task(session.run_asgi(ctx.app, ctx))
+        coro = session.run_asgi(ctx.app, ctx)
+        task = session.task = (
+            start_in_fresh_context(ctx.loop, coro) if ctx.reset_contextvars else ctx.loop.create_task(coro)
+        )
         ctx.tasks.add(task)
         self._early = rest
         self._set_reading(len(rest) <= _EARLY_LIMIT)

@@ -101,9 +101,10 @@ def test_bad_flag_is_one_line_and_exit_2(args, needle):
         ("cliapps", "must be in format"),
     ],
 )
-def test_unloadable_app_is_one_line_and_exit_1(app, message):
+def test_unloadable_app_is_one_line_and_exit_3(app, message):
+    """uvicorn exits 3 (its STARTUP_FAILURE) for an import string it cannot resolve; so do we."""
     result = run_cli(app, "--app-dir", APPS)
-    assert result.returncode == 1
+    assert result.returncode == 3
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[-1]] and lines[0].startswith("asgi_worker: error: ") and message in lines[0]
 

@@ -216,10 +216,10 @@ def test_dotted_attribute_import_string():
 def test_import_error_traceback_only_with_debug(tmp_path):
     (tmp_path / "broken.py").write_text("import json\nraise RuntimeError('boom at import')\napp = None\n")
     plain = run_cli("broken:app", "--app-dir", str(tmp_path))
-    assert plain.returncode == 1
+    assert plain.returncode == 3
     assert "RuntimeError: boom at import" in one_error_line(plain)
     debug = run_cli("broken:app", "--app-dir", str(tmp_path), "--log-level", "debug")
-    assert debug.returncode == 1
+    assert debug.returncode == 3
     assert "Traceback" in debug.stderr and "broken.py" in debug.stderr
 
 

@@ -97,9 +97,12 @@ def test_head_budget_is_exact_under_gunicorn(worker):
         assert raw_request(g.port, head_of(65537)).startswith(b"HTTP/1.1 431 ")
 
 
-def test_worker_connections_gives_503(tmp_path):
+def test_limit_concurrency_from_the_environment_gives_503(tmp_path):
+    """gunicorn's worker_connections is no limit for an asyncio worker (see ``config_kwargs``); our own
+    --limit-concurrency is, through the environment."""
     marker = tmp_path / "in-flight"
-    with gunicorn("--worker-connections", "1", env=in_flight_env(marker)) as g:
+    env = {**in_flight_env(marker), "ASGI_WORKER_LIMIT_CONCURRENCY": "1"}
+    with gunicorn("--worker-connections", "1", env=env) as g:
         busy = socket.create_connection(("127.0.0.1", g.port), timeout=TIMEOUT)
         busy.sendall(b"GET /slow?2 HTTP/1.1\r\nHost: x\r\n\r\n")
         wait_in_flight(marker)
