@@ -78,6 +78,18 @@ ENVIRONMENT_SETTINGS = (
     "disconnect_grace_period",
 )
 
+# gunicorn's parser relaxations: ours reads RFC 9112 strictly and the same way in every front door,
+# so these are not honoured; set, they get one warning at boot.
+STRICT_PARSER_IGNORES = (
+    "permit_obsolete_folding",
+    "strip_header_spaces",
+    "permit_unconventional_http_method",
+    "permit_unconventional_http_version",
+    "casefold_http_method",
+    "header_map",
+    "http_parser",
+)
+
 # gunicorn's settings for its own ASGI worker, and ours they set. When both are given, gunicorn's
 # wins if it differs from gunicorn's default (it was given on gunicorn's command line or config
 # file: the more explicit place), else ASGI_WORKER_<NAME> does.
@@ -381,12 +393,16 @@ class Worker(BaseWorker):  # type: ignore[misc]  # gunicorn ships no type hints
             self._server.should_exit = True  # safe from the reloader's thread
 
     def _refuse_what_cannot_apply(self) -> None:
-        """gunicorn settings we cannot honour yet: PROXY protocol stops the boot (its headers would
-        be read as bad requests), HTTP/2 gets a warning (HTTP/1.1 is served)."""
+        """gunicorn settings we cannot honour: PROXY protocol stops the boot (its headers would be
+        read as bad requests), HTTP/2 and the parser relaxations get a warning."""
         cfg = self.cfg
         if getattr(cfg, "proxy_protocol", "off") not in ("off", False, None):
             self.log.error("proxy_protocol is not supported by %s yet: stopping", type(self).__name__)
             sys.exit(_boot_error())
+        settings = getattr(cfg, "settings", {})
+        for name in STRICT_PARSER_IGNORES:
+            if name in settings and settings[name].value != settings[name].default:
+                self.log.warning("%s is ignored: asgi_worker reads HTTP/1.1 strictly (RFC 9112)", name)
         protocols = list(getattr(cfg, "http_protocols", None) or ["h1"])
         if protocols != ["h1"]:
             self.log.warning(
