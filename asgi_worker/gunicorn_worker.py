@@ -301,6 +301,13 @@ class _ArbiterServer(Server):
         super().__init__(config)
         self._worker = worker
         self.drain_idle_grace = DRAIN_IDLE_GRACE  # the other workers (or the next one) keep listening
+        self.limit_reached_callback = self._recycle
+
+    def _recycle(self) -> None:
+        """``max_requests`` reached: a normal recycle, logged at info in gunicorn's words."""
+        self._worker.log.info("Autorestarting worker after current request.")
+        self._worker.alive = False
+        self.should_exit = True
 
     def make_access_log(self) -> Any:
         return GunicornAccessLog(self._worker.log, self._worker.cfg)
