@@ -233,7 +233,8 @@ class Config:
     )
     reset_contextvars: bool = setting(
         False,
-        "Run each ASGI request in a fresh contextvars.Context. Hides context set in the lifespan.",
+        "Run each ASGI request in a fresh contextvars.Context, so context the server's own (an import, "
+        "instrumentation) or an earlier request's is not seen (uvicorn's flag).",
         kind="flag",
     )
     app_dir: str | None = setting(

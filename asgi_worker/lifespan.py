@@ -89,7 +89,7 @@ class Lifespan:
         logger.info("Waiting for application shutdown.")
         await self._inbox.put({"type": "lifespan.shutdown"})
         if not await self._wait_left(LifespanState.STOPPING, timeout):
-            logger.error("Application shutdown did not complete within %gs.", timeout)
+            logger.error("Application shutdown did not complete within %.1fs.", timeout)
         elif self.phase is LifespanState.FAILED:
             logger.error(self._failure or "Application shutdown failed.")
         else:

@@ -96,6 +96,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._upgrade_rest = b""  # bytes that followed it, for the WebSocket side
         self._body_excused = False  # the BODY deadline was armed while the client awaited 100 Continue
         self._lingering = False  # refused: reading and dropping until the client closes (LINGER_SECONDS)
+        self._grace_armed = False  # the running app call is due to be cancelled (disconnect grace)
 
     # asyncio.Protocol
 
@@ -176,6 +177,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._peer_eof = True
             self._pending.clear()
             current.peer_closed()
+            self._cancel_after_grace()  # most clients that close mid-request have gone, not half-closed
             return True
         return False
 
@@ -188,13 +190,20 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         for cycle in (self._current, self._receiving):
             if cycle is not None:
                 cycle.disconnect()
-        running = self._current.task if self._current is not None else None
-        if ctx.disconnect_grace is not None and running is not None and not running.done():
-            # The app has heard http.disconnect; past the grace its call is cancelled (gunicorn's
-            # asgi_disconnect_grace_period). Rare, so a timer of its own rather than a deadline.
-            ctx.loop.call_later(ctx.disconnect_grace, running.cancel)
+        self._cancel_after_grace()
         self._pending.clear()
         self._release_writers()
+
+    def _cancel_after_grace(self) -> None:
+        """The client has gone (or closed its side) while an app call runs: the app has heard
+        ``http.disconnect``; ``--disconnect-grace-period`` seconds later its call is cancelled
+        (gunicorn's asgi_disconnect_grace_period). Rare, so a timer of its own, not a deadline."""
+        ctx = self._ctx
+        running = self._current.task if self._current is not None else None
+        grace = ctx.disconnect_grace
+        if grace is not None and running is not None and not running.done() and not self._grace_armed:
+            self._grace_armed = True
+            ctx.loop.call_later(grace, running.cancel)
 
     # CycleHost: called by the cycle.
 
