@@ -203,7 +203,8 @@ def _access_environ(scope: dict[str, Any]) -> dict[str, Any]:
     }
     for name, value in scope["headers"]:
         key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-        environ.setdefault(key, value.decode("latin-1"))
+        text = value.decode("latin-1")
+        environ[key] = f"{environ[key]},{text}" if key in environ else text  # repeated: joined, as gunicorn
     return environ
 
 
