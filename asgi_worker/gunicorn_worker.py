@@ -142,11 +142,11 @@ def config_kwargs(cfg: Any, max_requests: int, environ: dict[str, Any] | None = 
         if ours in environ and value == settings[theirs].default:
             continue
         kwargs[ours] = value
+    if cfg.threads > 1:  # given (the default is 1): gunicorn's gthread pool size, for a WSGI app's calls
+        kwargs["wsgi_threads"] = cfg.threads
     kwargs.update({name: value for name, value in environ.items() if name not in kwargs})
     if kwargs.get("root_path"):
         kwargs["root_path"] = kwargs["root_path"].rstrip("/")
-    if cfg.threads > 1 and "wsgi_threads" not in environ:  # gunicorn's gthread pool size, for WSGI apps
-        kwargs["wsgi_threads"] = cfg.threads
     if max_requests < sys.maxsize:
         kwargs["limit_max_requests"] = max_requests  # gunicorn already added its jitter
     if cfg.is_ssl:
