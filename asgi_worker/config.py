@@ -42,6 +42,7 @@ from asgi_worker.options import (
     options_of,
     setting,
     truthy,
+    worker_count,
 )
 from asgi_worker.tls import TlsSettings, create_ssl_context
 from asgi_worker.types import ASGIApp
@@ -274,8 +275,10 @@ class Config:
     )
     workers: int | None = setting(
         None,
-        "Number of worker processes: this command runs one; use asgi-supervise for more.",
+        "Number of worker processes, or auto (the CPUs this process may use: cgroup quota, affinity); "
+        "this command runs one, asgi-supervise runs them.",
         env="WEB_CONCURRENCY",
+        parse=worker_count,
     )
 
     # Derived in __post_init__ and load(); not keywords.

@@ -61,6 +61,12 @@ def octal(text: str) -> int:
     return int(text, 8)
 
 
+def worker_count(text: str) -> int | str:
+    """Parse ``--workers``/``WEB_CONCURRENCY``: a whole number, or ``auto`` (from the CPUs this
+    process may use: asgi-supervise resolves it, ``supervisor/cpus.py``)."""
+    return "auto" if text.strip().lower() == "auto" else int(text)
+
+
 def truthy(text: str) -> bool:
     """Parse a boolean given as a value (``--ws-per-message-deflate false``)."""
     return text.lower() in ("1", "true", "yes")

@@ -53,7 +53,7 @@ _STATUS_INTERVAL = 5.0  # seconds between systemd STATUS= updates
 class Supervisor:
     """Runs the workers of one ``Config`` until stopped. ``run()`` returns the process exit code."""
 
-    def __init__(self, config: Config, settings: SupervisorConfig) -> None:
+    def __init__(self, config: Config, settings: SupervisorConfig, inbox: SignalInbox | None = None) -> None:
         self.config = config
         self.settings = settings
         self.target = settings.workers
@@ -64,7 +64,9 @@ class Supervisor:
         self.quick = False
         self.halt_reason: str | None = None
         self.sockets: list[socket.socket] = []
-        self._inbox: SignalInbox | None = None
+        # Given by the command when it installed the handlers before anything slow (an app import
+        # under --preload): a SIGTERM that came meanwhile is in it, and stops us before any fork.
+        self._inbox: SignalInbox | None = inbox
         self._notifier: Any = None
         self._ready_announced = False
         self._rolling = False
@@ -89,15 +91,20 @@ class Supervisor:
         from supervisor.systemd import Notifier, listen_fds
 
         pidfile = Pidfile(self.settings.pid) if self.settings.pid else None
+        if self._inbox is None:
+            self._inbox = SignalInbox()  # before binding: a signal from now on is recorded, not lost
         self._notifier = Notifier()
         self._notifier.forget_environment()
-        self.sockets = listen_fds() or open_listeners(self.config, self.settings.binds)
         scheme = "https" if self.config.is_ssl else "http"
-        if self.config.control_bind is not None:
-            self._open_control(scheme)
-        if pidfile is not None:
-            pidfile.create(os.getpid())
-        self._inbox = SignalInbox()
+        try:
+            self.sockets = listen_fds() or open_listeners(self.config, self.settings.binds)
+            if self.config.control_bind is not None:
+                self._open_control(scheme)
+            if pidfile is not None:
+                pidfile.create(os.getpid())
+        except BaseException:
+            self._inbox.close()
+            raise
         set_supervisor_title(self.config)
         try:
             for sock in self.sockets:
@@ -153,6 +160,7 @@ class Supervisor:
         return True, f"{ready} worker(s) ready"
 
     def _loop(self) -> None:
+        self._take_signals()  # a stop asked for while we were starting: no worker is forked
         while True:
             now = time.monotonic()
             self._execute(now)
@@ -196,7 +204,7 @@ class Supervisor:
             if self.stopping and signum == signal.SIGINT:
                 self.quick = True
             delay = self.config.shutdown_delay
-            if delay and self._stop_at is None and not self.stopping:
+            if delay and self._stop_at is None and not self.stopping and self._alive():
                 self._stop_at = time.monotonic() + delay  # /readyz is 503 from now; _periodic drains
                 self._notifier.stopping()
                 logger.info("Shutdown delay: serving %g s more before draining", delay)
@@ -281,6 +289,8 @@ class Supervisor:
             worker = self.workers.get(pid)
             if worker is not None:
                 self._exited(worker, status)
+            else:  # not ours: an orphan re-parented to us (we are PID 1 in a container)
+                logger.debug("Reaped process %d (not a worker)", pid)
 
     def _exited(self, worker: WorkerRecord, status: int) -> None:
         was = worker.state

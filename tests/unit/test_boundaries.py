@@ -30,6 +30,7 @@ PURE_MODULES = [
     "http/parse_h11.py",
     "http/parse_httptools.py",
     "http/proxy.py",
+    "http/proxy_protocol.py",
     "errors.py",
     "exitcodes.py",
     "clock.py",
