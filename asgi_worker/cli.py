@@ -2,24 +2,40 @@
 
 Every mistake an operator can make ends in one line on stderr and a non-zero exit code from
 ``exitcodes``: a bad flag (2), an app that cannot be loaded or a bad setting (1), a startup failure (3).
+
+A setting comes from the first layer that gives it: the command line, the environment, the TOML file
+(``--config PATH``, else ``[tool.asgi-worker]`` in the app's ``pyproject.toml``), the default.
+``--print-config`` shows each setting with its layer instead of serving.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from asgi_worker.config import OPTIONS
+from asgi_worker.config_file import file_settings
 from asgi_worker.errors import AppLoadError, ConfigError
 from asgi_worker.exitcodes import BOOT_ERROR, OK, USAGE_ERROR
-from asgi_worker.options import Option, env_name
+from asgi_worker.options import Option, env_name, octal
 from asgi_worker.version import __version__
 
-__all__ = ["build_parser", "fail", "main", "options_from_environment", "parse_config_kwargs"]
+__all__ = [
+    "Settings",
+    "build_parser",
+    "fail",
+    "format_settings",
+    "main",
+    "options_from_environment",
+    "parse_config_kwargs",
+    "resolve_settings",
+]
 
 PROG = "asgi_worker"
 
@@ -36,6 +52,18 @@ def build_parser(prog: str = PROG, options: Sequence[Option] = OPTIONS) -> argpa
     parser = _OneLineParser(prog=prog, description="Serve an ASGI application.")
     parser.add_argument("app", metavar="APP", help="The application, as module:attribute.")
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    parser.add_argument(
+        "--config",
+        dest="config_path",
+        metavar="PATH",
+        help="Read settings from this TOML file (the environment and flags override it). "
+        "[default: [tool.asgi-worker] in pyproject.toml of --app-dir or the current directory]",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="Print each setting, its value and where it came from, then exit without serving.",
+    )
     for option in options:
         _add_option(parser, option)
     return parser
@@ -109,28 +137,97 @@ def options_from_environment(names: Sequence[str], environ: dict[str, str] | Non
     return kwargs
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What the layers gave: ``values`` holds only the settings given somewhere (``Config`` has the
+    other defaults), ``sources`` says which layer gave each, for ``--print-config``."""
+
+    app: str
+    values: dict[str, Any]
+    sources: dict[str, str]
+    print_config: bool = False
+
+
+def resolve_settings(
+    argv: Sequence[str],
+    environ: dict[str, str] | None = None,
+    prog: str = PROG,
+    options: Sequence[Option] = OPTIONS,
+) -> Settings:
+    """Each setting from the command line, else the environment, else the TOML file.
+
+    The file is ``--config``'s, else the ``[tool.asgi-worker]`` table of ``pyproject.toml`` in the
+    app directory (``--app-dir`` from the command line or the environment, else the current one).
+    A variable is parsed only when its flag is absent: a bad one that a flag overrides is no error.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    namespace = vars(build_parser(prog, options).parse_args(list(argv)))
+    app = namespace.pop("app")
+    config_path = namespace.pop("config_path", None)
+    print_config = bool(namespace.pop("print_config", False))
+    from_file_path, from_file = file_settings(config_path, _app_dir(namespace, environ, options), options)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in options:
+        if option.name in namespace:
+            values[option.name], sources[option.name] = namespace[option.name], "command line"
+            continue
+        value = _from_env(option, environ)
+        if value is not None:
+            values[option.name], sources[option.name] = value, f"environment {env_name(option)}"
+        elif option.name in from_file:
+            values[option.name], sources[option.name] = from_file[option.name], f"file {from_file_path}"
+    return Settings(app, values, sources, print_config)
+
+
+def _app_dir(namespace: dict[str, Any], environ: dict[str, str], options: Sequence[Option]) -> str:
+    """Where to look for ``pyproject.toml``: ``--app-dir`` as the flag or its variable gives it."""
+    if namespace.get("app_dir"):
+        return str(namespace["app_dir"])
+    option = next((option for option in options if option.name == "app_dir"), None)
+    return (_from_env(option, environ) if option else None) or ""
+
+
 def parse_config_kwargs(
     argv: Sequence[str],
     environ: dict[str, str] | None = None,
     prog: str = PROG,
     options: Sequence[Option] = OPTIONS,
 ) -> tuple[str, dict[str, Any]]:
-    """``(app, keyword arguments)`` from argv, then the environment, then the defaults.
+    """``(app, keyword arguments)`` from argv, then the environment, then the TOML file.
 
     Only settings given somewhere are in the result; ``Config`` supplies the other defaults.
     """
-    environ = dict(os.environ) if environ is None else environ
-    namespace = vars(build_parser(prog, options).parse_args(list(argv)))
-    app = namespace.pop("app")
-    kwargs: dict[str, Any] = {}
+    settings = resolve_settings(argv, environ, prog, options)
+    return settings.app, dict(settings.values)
+
+
+def format_settings(
+    settings: Settings, options: Sequence[Option] = OPTIONS, defaults: Mapping[str, Any] | None = None
+) -> str:
+    """``--print-config``: one ``name = value  # source`` line per setting, values written as TOML
+    would have them (``unset`` for no value, a file mode in octal). ``defaults`` replaces table
+    defaults the command overrides (the supervisor's one worker)."""
+    lines = [f"app = {_show(settings.app)}  # command line"]
     for option in options:
-        if option.name in namespace:
-            kwargs[option.name] = namespace[option.name]
+        if option.name in settings.values:
+            value, source = settings.values[option.name], settings.sources[option.name]
         else:
-            value = _from_env(option, environ)
-            if value is not None:
-                kwargs[option.name] = value
-    return app, kwargs
+            value, source = (defaults or {}).get(option.name, option.default), "default"
+        shown = oct(value) if option.type is octal and isinstance(value, int) else _show(value)
+        lines.append(f"{option.name} = {shown}  # {source}")
+    return "\n".join(lines) + "\n"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(item) for item in value) + "]"
+    if isinstance(value, bool | int | float | str):
+        return json.dumps(value)
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else "{...}"  # the built-in logging config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,12 +237,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     try:
-        app, kwargs = parse_config_kwargs(argv)
+        settings = resolve_settings(argv)
+        kwargs = dict(settings.values)
         workers = kwargs.pop("workers", None)
-        config = Config(app, **kwargs)
-        if workers and workers > 1:
+        config = Config(settings.app, **kwargs)
+        if settings.print_config:  # after Config, so that a value it refuses still exits 1
+            sys.stdout.write(format_settings(settings))
+            return OK
+        if workers is not None and workers != 1:
             logging.getLogger("asgi_worker.error").warning(
-                "asgi_worker runs one process; --workers %d is ignored (use asgi-supervise).", workers
+                "asgi_worker runs one process; --workers %s is ignored (use asgi-supervise).", workers
             )
         server = Server(config)
         server.run()
