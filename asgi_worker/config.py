@@ -36,6 +36,7 @@ from asgi_worker.options import (
     LogFormatName,
     LoopName,
     Option,
+    ProxyProtocolName,
     WsName,
     check_settings,
     octal,
@@ -158,6 +159,17 @@ class Config:
         "Comma-separated IPs, networks or literals trusted with proxy headers; '*' trusts all. "
         "[default: 127.0.0.1,::1]",
         env="FORWARDED_ALLOW_IPS",
+    )
+    proxy_protocol: ProxyProtocolName = setting(
+        "off",
+        "Read a PROXY protocol header (v1 text, v2 binary, auto: either) first on each connection from "
+        "a --proxy-allow-from peer; its client address becomes the request's (gunicorn's setting).",
+    )
+    proxy_allow_ips: list[str] | str | None = setting(
+        None,
+        "Comma-separated IPs, networks or literals allowed (and required) to send a PROXY header; '*' "
+        "allows all (gunicorn's --proxy-allow-from). [default: 127.0.0.1,::1]",
+        flag="--proxy-allow-from",
     )
     ssl_keyfile: str | os.PathLike[str] | None = setting(None, "SSL key file.", metavar="PATH")
     ssl_certfile: str | os.PathLike[str] | None = setting(None, "SSL certificate file.", metavar="PATH")
@@ -300,6 +312,8 @@ class Config:
             )  # a bad atom is a ConfigError now, not after binding
         if self.forwarded_allow_ips is None:  # uvicorn reads the variable here too
             self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        if self.proxy_allow_ips is None:
+            self.proxy_allow_ips = "127.0.0.1,::1"  # gunicorn's default
         self.secure_scheme_headers = dict(self.secure_scheme_headers or {})
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile needs ssl_certfile (the certificate that goes with the key)")

@@ -76,6 +76,8 @@ ENVIRONMENT_SETTINGS = (
     "reset_contextvars",
     "root_path",
     "disconnect_grace_period",
+    "proxy_protocol",
+    "proxy_allow_ips",
 )
 
 # gunicorn's parser relaxations: ours reads RFC 9112 strictly and the same way in every front door,
@@ -99,6 +101,8 @@ GUNICORN_ASGI_SETTINGS = {
     "asgi_disconnect_grace_period": "disconnect_grace_period",
     "websocket_max_message_size": "ws_max_size",
     "root_path": "root_path",
+    "proxy_protocol": "proxy_protocol",
+    "proxy_allow_ips": "proxy_allow_ips",
 }
 
 # Ours that cannot apply under gunicorn's arbiter: set, they get one warning at boot.
@@ -147,6 +151,8 @@ def config_kwargs(cfg: Any, max_requests: int, environ: dict[str, Any] | None = 
     kwargs.update({name: value for name, value in environ.items() if name not in kwargs})
     if kwargs.get("root_path"):
         kwargs["root_path"] = kwargs["root_path"].rstrip("/")
+    if isinstance(kwargs.get("proxy_protocol"), bool):  # gunicorn before 24.1: a switch, "auto" when on
+        kwargs["proxy_protocol"] = "auto" if kwargs["proxy_protocol"] else "off"
     if max_requests < sys.maxsize:
         kwargs["limit_max_requests"] = max_requests  # gunicorn already added its jitter
     if cfg.is_ssl:
@@ -400,13 +406,9 @@ class Worker(BaseWorker):  # type: ignore[misc]  # gunicorn ships no type hints
         if self._server is not None:
             self._server.should_exit = True  # safe from the reloader's thread
 
-    def _refuse_what_cannot_apply(self) -> None:
-        """gunicorn settings we cannot honour: PROXY protocol stops the boot (its headers would be
-        read as bad requests), HTTP/2 and the parser relaxations get a warning."""
+    def _warn_what_cannot_apply(self) -> None:
+        """gunicorn settings we cannot honour: HTTP/2 and the parser relaxations get a warning."""
         cfg = self.cfg
-        if getattr(cfg, "proxy_protocol", "off") not in ("off", False, None):
-            self.log.error("proxy_protocol is not supported by %s yet: stopping", type(self).__name__)
-            sys.exit(_boot_error())
         settings = getattr(cfg, "settings", {})
         for name in STRICT_PARSER_IGNORES:
             if name in settings and settings[name].value != settings[name].default:
@@ -424,7 +426,7 @@ class Worker(BaseWorker):  # type: ignore[misc]  # gunicorn ships no type hints
             **self.CONFIG_KWARGS,
         }
         _hand_over_logging(self.log)
-        self._refuse_what_cannot_apply()
+        self._warn_what_cannot_apply()
         for name, why in IGNORED_SETTINGS.items():
             if options_from_environment([name]):
                 self.log.warning("ASGI_WORKER_%s is ignored under gunicorn: %s", name.upper(), why)

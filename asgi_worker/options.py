@@ -49,6 +49,7 @@ WsName = Literal["auto", "websockets", "none"]
 LifespanName = Literal["auto", "on", "off"]
 InterfaceName = Literal["auto", "asgi3", "asgi2", "wsgi"]
 LogFormatName = Literal["text", "json"]
+ProxyProtocolName = Literal["off", "v1", "v2", "auto"]
 
 
 def choices_of(literal: Any) -> tuple[str, ...]:

@@ -42,10 +42,12 @@ from asgi_worker.context import (
 )
 from asgi_worker.errors import StartupError
 from asgi_worker.http.connection import HttpConnection
+from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.lifespan import Lifespan
 from asgi_worker.listeners import open_listeners, socket_url
 from asgi_worker.log import AccessLog, TracingApp, log_started, pid_line, tracing_enabled
 from asgi_worker.loops import loop_factory, run_on_new_loop
+from asgi_worker.proxied import ProxiedListener
 
 __all__ = ["DRAIN_IDLE_GRACE", "HANDLED_SIGNALS", "Server", "ServerState"]
 
@@ -78,7 +80,7 @@ class Server:
         self._should_exit = False
         self._exit_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._listeners: list[asyncio.base_events.Server] = []
+        self._listeners: list[asyncio.base_events.Server | ProxiedListener] = []
         self._captured_signals: list[signal.Signals] = []
         self._ctx: ServerContext | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -97,8 +99,9 @@ class Server:
         self.drain_idle_grace = 0.0
 
     @property
-    def servers(self) -> list[asyncio.base_events.Server]:
-        """The asyncio servers listening once started (uvicorn's attribute), e.g. to read a port 0 bind."""
+    def servers(self) -> list[asyncio.base_events.Server | ProxiedListener]:
+        """The servers listening once started (uvicorn's attribute), e.g. to read a port 0 bind from
+        their ``sockets``: asyncio's, or ``ProxiedListener`` with ``--proxy-protocol``."""
         return list(self._listeners)
 
     @property
@@ -234,6 +237,9 @@ class Server:
 
         handshake_timeout = config.timeout_tls_handshake if config.ssl is not None else None
         for sock in listening:
+            if config.proxy_protocol != "off":
+                self._listeners.append(self._proxied_listener(sock, ctx, handshake_timeout))
+                continue
             self._listeners.append(
                 await loop.create_server(
                     factory,
@@ -249,6 +255,22 @@ class Server:
             if owned or sock.family in (socket.AF_INET, socket.AF_INET6):
                 log_started(socket_url(sock, "https" if config.ssl else "http"))
         self.started = True
+
+    def _proxied_listener(
+        self, sock: socket.socket, ctx: ServerContext, handshake_timeout: float | None
+    ) -> ProxiedListener:
+        """``--proxy-protocol``: our own accept loop reads each header before HTTP or TLS starts."""
+        config = self.config
+        assert config.proxy_allow_ips is not None
+        return ProxiedListener(
+            sock,
+            lambda client: HttpConnection(ctx, client),
+            config.proxy_protocol,
+            ProxyTrust(config.proxy_allow_ips),
+            config.timeout_request_header,
+            config.ssl,
+            handshake_timeout,
+        )
 
     def _make_context(self, lifespan_state: dict[str, Any]) -> ServerContext:
         config = self.config

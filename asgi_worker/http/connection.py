@@ -80,8 +80,9 @@ _CLOSE, _LINGER = Next.CLOSE, Next.LINGER
 class HttpConnection(WriteFlow, asyncio.Protocol):
     """One client connection speaking HTTP/1.1. Created by the server's protocol factory."""
 
-    def __init__(self, ctx: ServerContext) -> None:
+    def __init__(self, ctx: ServerContext, client: tuple[str, int] | None = None) -> None:
         self._ctx = ctx
+        self._proxied_client = client  # the client a PROXY header named (``proxied.py``), else None
         self.defaults = ctx.defaults
         WriteFlow.__init__(self)
         self.deadline = 0.0
@@ -111,6 +112,8 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        if self._proxied_client is not None:
+            client = self._proxied_client
         proxy = ctx.proxy
         tls = ctx.tls
         self._facts = ConnectionFacts(
