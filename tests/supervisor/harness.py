@@ -41,11 +41,16 @@ class Supervised(ServerProcess):
 
 
 @contextlib.contextmanager
-def supervise(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Iterator[Supervised]:
-    """Start ``python -m supervisor --app-dir APPS --port P ARGS``; wait for "All ... ready"."""
+def supervise(
+    *args: str, env: dict[str, str] | None = None, ready: bool = True, prefix: tuple[str, ...] = ()
+) -> Iterator[Supervised]:
+    """Start ``python -m supervisor --app-dir APPS --port P ARGS``; wait for "All ... ready".
+
+    ``prefix`` is a command put in front (``unshare ...``, a cgroup mover) that ends by exec-ing or
+    forking the supervisor; the whole tree is killed afterwards either way."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "--app-dir", APPS, "--port", str(port), *args],
+        [*prefix, sys.executable, "-m", "supervisor", "--app-dir", APPS, "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
