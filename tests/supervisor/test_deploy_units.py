@@ -1,13 +1,18 @@
-"""deploy/: the systemd units, the environment file, the nginx site and the Kubernetes manifest say
-what deploy/README.md says, and every flag and variable they use is one ``asgi-supervise`` accepts.
+"""deploy/: the systemd units, the environment file, the nginx site, the Dockerfile and the Kubernetes
+manifest say what deploy/README.md says, and every flag and variable they use is one ``asgi-supervise``
+accepts.
 
 The text checks always run; ``systemd-analyze verify`` and ``nginx -t`` run where they are installed.
+Docker is not run: the Dockerfile is parsed as the builder reads it (instructions, JSON exec forms).
 One test starts the supervisor with the environment file's settings and asks its control listener.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -25,7 +30,9 @@ from asgi_worker.options import env_name
 from supervisor.arbiter import _KILL_MARGIN as KILL_MARGIN  # past the graceful timeout, then SIGKILL
 from supervisor.cli import PROG
 from supervisor.config import DEFAULT_GRACEFUL_TIMEOUT, SUPERVISOR_OPTIONS, SupervisorConfig
+from supervisor.cpus import usable_cpus
 from tests.supervisor.harness import supervise
+from tests.supervisor.test_cpus import cpus, v2_pod
 from tests.timing import TIMEOUT, wait_until
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -34,6 +41,8 @@ SOCKET = DEPLOY / "asgi-supervise.socket"
 ENV_FILE = DEPLOY / "asgi-supervise.env"
 NGINX = DEPLOY / "nginx.conf"
 KUBERNETES = DEPLOY / "kubernetes.yaml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 RUNTIME_DIRECTORY = "/run/asgi-supervise/"
 
 
@@ -77,12 +86,19 @@ def supervise_settings(argv: Sequence[str], environ: dict[str, str]) -> tuple[Co
     """What ``asgi-supervise ARGV`` would run with in ``environ`` (alone, not ours): parsed by its own
     parser and validated by the same classes, as ``supervisor.cli.main`` does. A flag or value it
     does not accept fails the test here (argparse's exit 2, or ``ConfigError``)."""
-    options = (*OPTIONS, *SUPERVISOR_OPTIONS)
-    app, kwargs = parse_config_kwargs(list(argv), environ, prog=PROG, options=options)
+    app, kwargs = parse_supervise(argv, environ)
     own = {option.name for option in SUPERVISOR_OPTIONS}
     settings = {name: kwargs.pop(name) for name in list(kwargs) if name in own}
     workers = kwargs.pop("workers", None)
+    if workers == "auto":  # as main() does, on this machine: a figure of at least 1
+        workers, _ = usable_cpus()
     return Config(app, **kwargs), SupervisorConfig(workers=workers or 1, **settings)
+
+
+def parse_supervise(argv: Sequence[str], environ: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """``(app, settings given)`` of ``asgi-supervise ARGV``, before any is resolved (``"auto"`` stays)."""
+    options = (*OPTIONS, *SUPERVISOR_OPTIONS)
+    return parse_config_kwargs(list(argv), environ, prog=PROG, options=options)
 
 
 def service_settings() -> tuple[Config, SupervisorConfig]:
@@ -279,11 +295,166 @@ def test_nginx_keeps_the_control_listener_private():
     assert len(public) == 1 and control[0] + ";" not in public[0]
 
 
+Instruction = tuple[str, str]
+
+
+def parse_dockerfile(path: Path) -> list[list[Instruction]]:
+    """Each build stage's instructions as (INSTRUCTION, arguments), as the builder reads them:
+    comment lines dropped (also inside a continued instruction), ``\\`` continuations joined. A stage
+    begins at its FROM; the last stage is the image that runs."""
+    stages: list[list[Instruction]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        instruction, _, arguments = (pending + line).partition(" ")
+        pending = ""
+        if instruction.upper() == "FROM":
+            stages.append([])
+        assert stages, f"{path.name}: {instruction} before the first FROM"
+        stages[-1].append((instruction.upper(), arguments.strip()))
+    assert not pending, f"{path.name}: ends inside a continued line"
+    return stages
+
+
+def final_stage() -> list[Instruction]:
+    return parse_dockerfile(DOCKERFILE)[-1]
+
+
+def last(stage: list[Instruction], instruction: str) -> str:
+    """The arguments of the stage's last ``instruction`` (the one that counts for USER, CMD, ...)."""
+    values = [arguments for name, arguments in stage if name == instruction]
+    assert values, f"no {instruction} in the final stage"
+    return values[-1]
+
+
+def exec_form(arguments: str) -> list[str]:
+    """A JSON array of strings (exec form), or the test fails: shell form runs ``/bin/sh -c``."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        value = None
+    assert isinstance(value, list) and value and all(isinstance(v, str) for v in value), (
+        f"not exec form: {arguments!r}"
+    )
+    return value
+
+
+def dockerfile_env(stage: list[Instruction]) -> dict[str, str]:
+    """The stage's ENV settings (``KEY=VALUE`` pairs; references like ``$PATH`` left as written)."""
+    env = {}
+    for name, arguments in stage:
+        if name == "ENV":
+            for pair in shlex.split(arguments):
+                key, sep, value = pair.partition("=")
+                assert sep, f"ENV KEY VALUE (legacy form): use KEY=VALUE: {arguments!r}"
+                env[key] = value
+    return env
+
+
+def image_argv() -> list[str]:
+    """What the container runs by default: ENTRYPOINT then CMD, both in exec form."""
+    stage = final_stage()
+    return exec_form(last(stage, "ENTRYPOINT")) + exec_form(last(stage, "CMD"))
+
+
+def image_settings() -> tuple[Config, SupervisorConfig]:
+    """The settings of the image's default command, with the image's own environment."""
+    argv = image_argv()
+    assert argv[0] == "asgi-supervise"
+    return supervise_settings(argv[1:], dockerfile_env(final_stage()))
+
+
+def control_port(config: Config) -> int:
+    assert config.control_bind
+    return int(config.control_bind.rpartition(":")[2])
+
+
+def test_dockerfile_uses_exec_form_throughout():
+    """RUN, CMD, ENTRYPOINT (and HEALTHCHECK CMD) are JSON arrays; no SHELL changes that."""
+    for stage in parse_dockerfile(DOCKERFILE):
+        for name, arguments in stage:
+            assert name != "SHELL"
+            if name in ("RUN", "CMD", "ENTRYPOINT"):
+                exec_form(arguments)
+            if name == "HEALTHCHECK" and arguments != "NONE":
+                exec_form(arguments.partition("CMD")[2].strip())
+
+
+def test_dockerfile_runs_the_supervisor_as_pid_1():
+    """The supervisor itself is PID 1 (no shell, no init wrapper before it) and SIGTERM stops it."""
+    stage = final_stage()
+    assert exec_form(last(stage, "ENTRYPOINT")) == ["asgi-supervise"]
+    assert last(stage, "STOPSIGNAL") == "SIGTERM"
+    assert re.fullmatch(r"python:3\.\d+-slim", last(stage, "FROM"))
+    text = DOCKERFILE.read_text()
+    for why in ("PID 1", "reaps orphans", "cgroup"):  # the comments say why
+        assert why in text, why
+
+
+def test_dockerfile_installs_the_project_with_its_extras_in_a_venv():
+    runs = [" ".join(exec_form(a)) for stage in parse_dockerfile(DOCKERFILE) for n, a in stage if n == "RUN"]
+    assert any(re.search(r"pip install \S*\[standard,metrics\]", run) for run in runs), runs
+    assert any(re.search(r"-m venv /opt/venv", run) for run in runs), runs
+    assert dockerfile_env(final_stage())["PATH"].startswith("/opt/venv/bin:")
+    assert re.search(r"^#\s*RUN .*pip.*install.*-r.*requirements\.txt", DOCKERFILE.read_text(), re.MULTILINE)
+
+
+def test_dockerfile_user_is_not_root():
+    """A numeric USER, so that the kubelet's runAsNonRoot can check it without /etc/passwd."""
+    user, _, group = last(final_stage(), "USER").partition(":")
+    assert user.isdecimal() and int(user) != 0, user
+    assert not group or (group.isdecimal() and int(group) != 0), group
+
+
+def test_dockerfile_command_is_real_flags():
+    config, _ = image_settings()
+    _, given = parse_supervise(image_argv()[1:], dockerfile_env(final_stage()))
+    assert given["workers"] == "auto"
+    assert config.host == "0.0.0.0" and config.port == 8000
+    assert config.control_bind == "0.0.0.0:9100"
+    assert config.shutdown_delay == 5
+    assert config.timeout_graceful_shutdown == 30
+
+
+def test_dockerfile_exposes_the_app_and_control_ports():
+    config, _ = image_settings()
+    exposed = {int(port.partition("/")[0]) for port in last(final_stage(), "EXPOSE").split()}
+    assert exposed == {config.port, control_port(config)}
+
+
+def dockerignored(path: str) -> bool:
+    """Whether a pattern of the Dockerfile's ignore file keeps ``path`` (or a parent) out."""
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
+    patterns = [p for p in patterns if p and not p.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns), "exceptions are not handled here"
+    parts = Path(path).parts
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    return any(Path(prefix).match(p.removeprefix("**/")) for p in patterns for prefix in prefixes)
+
+
+def test_dockerignore_keeps_the_venvs_out_and_the_package_in():
+    for path in (".venv/bin/python", ".ci/venv/bin/python", ".git/HEAD", "asgi_worker/__pycache__/x.pyc"):
+        assert dockerignored(path), path
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "asgi_supervise.py",
+        "asgi_worker/cli.py",
+        "supervisor/cli.py",
+    ):
+        assert not dockerignored(path), path
+
+
 def kubernetes() -> dict[str, dict[str, Any]]:
     """The manifest's objects by kind (one of each)."""
     objects = [doc for doc in yaml.safe_load_all(KUBERNETES.read_text()) if doc]
     kinds = [doc["kind"] for doc in objects]
-    assert sorted(kinds) == ["Deployment", "Service"], kinds
+    assert sorted(kinds) == ["Deployment", "PodDisruptionBudget", "Service"], kinds
     return {doc["kind"]: doc for doc in objects}
 
 
@@ -293,13 +464,24 @@ def app_container() -> dict[str, Any]:
     return containers[0]
 
 
-def container_settings() -> tuple[Config, SupervisorConfig]:
-    """The settings of the container's command with the container's env (and nothing of ours)."""
+def container_argv() -> list[str]:
+    """What the container runs: its command (else the image's ENTRYPOINT), then its args."""
     container = app_container()
-    command = container["command"] + container.get("args", [])
+    command = container.get("command") or exec_form(last(final_stage(), "ENTRYPOINT"))
+    return [str(arg) for arg in command + container.get("args", [])]
+
+
+def container_env() -> dict[str, str]:
+    """The image's ENV overlaid with the container's env, as the container sees them."""
+    env = {item["name"]: str(item["value"]) for item in app_container().get("env", [])}
+    return {**dockerfile_env(final_stage()), **env}
+
+
+def container_settings() -> tuple[Config, SupervisorConfig]:
+    """The settings of the container's command with its environment (and nothing of ours)."""
+    command = container_argv()
     assert command[0] == "asgi-supervise"
-    env = {item["name"]: str(item["value"]) for item in container.get("env", [])}
-    return supervise_settings([str(arg) for arg in command[1:]], env)
+    return supervise_settings(command[1:], container_env())
 
 
 def port_number(ports: list[dict[str, Any]], port: int | str) -> int:
@@ -318,6 +500,54 @@ def test_kubernetes_command_is_real_flags():
     assert config.host == "0.0.0.0" and config.port
     assert config.timeout_graceful_shutdown
     assert settings.workers >= 1
+    assert parse_supervise(container_argv()[1:], container_env())[1]["workers"] == "auto"
+
+
+def test_kubernetes_runs_the_images_entrypoint_as_its_user():
+    """args, not command: the image's ENTRYPOINT stays PID 1. The args are the image's CMD, the image
+    is the one the Dockerfile's build line tags, and runAsUser is the Dockerfile's USER."""
+    container = app_container()
+    assert "command" not in container
+    assert [str(arg) for arg in container["args"]] == exec_form(last(final_stage(), "CMD"))
+    assert f"-t {container['image']} " in DOCKERFILE.read_text()
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert str(security["runAsUser"]) == last(final_stage(), "USER").partition(":")[0]
+
+
+def cpu_quantity(value: str | int | float) -> float:
+    """A Kubernetes CPU quantity ("2", 1.5, "1500m") in CPUs."""
+    text = str(value)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def test_kubernetes_workers_auto_follow_the_cpu_limit(tmp_path):
+    """The kubelet writes the CPU limit as the cgroup quota (100 ms periods); auto's count from that
+    tree is the limit rounded up, whatever the node's CPU count (8 here)."""
+    resources = app_container()["resources"]
+    limit = cpu_quantity(resources["limits"]["cpu"])
+    assert cpu_quantity(resources["requests"]["cpu"]) <= limit
+    quota = f"{round(limit * 100_000)} 100000\n"
+    v2_pod(tmp_path, leaf=quota, pod=quota)
+    assert cpus(tmp_path)[0] == math.ceil(limit)
+    assert re.search(r"#.*--workers auto follows the CPU limit", KUBERNETES.read_text())
+
+
+def test_kubernetes_disruption_budget_selects_the_pods_and_lets_a_drain_proceed():
+    """One pod at a time may be evicted: never zero (a drain would wait forever), never all."""
+    objects = kubernetes()
+    budget = objects["PodDisruptionBudget"]
+    assert budget["apiVersion"] == "policy/v1"
+    template_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= template_labels.items()
+    assert (
+        budget["spec"]["selector"]["matchLabels"] == objects["Deployment"]["spec"]["selector"]["matchLabels"]
+    )
+    limits = {key: budget["spec"][key] for key in ("minAvailable", "maxUnavailable") if key in budget["spec"]}
+    assert len(limits) == 1, limits
+    replicas = objects["Deployment"]["spec"]["replicas"]
+    evictable = limits.get("maxUnavailable", replicas - limits.get("minAvailable", 0))
+    assert 0 < evictable < replicas
 
 
 def test_kubernetes_probes_ask_the_control_port():
@@ -431,6 +661,12 @@ def test_readme_covers_the_operator_topics():
         "kubernetes.yaml",
         "preStop",
         "terminationGracePeriodSeconds",
+        "Dockerfile",
+        "PID 1",
+        "STOPSIGNAL",
+        "--workers auto",
+        "PodDisruptionBudget",
+        "maxUnavailable",
     ):
         assert needle in text, needle
 
