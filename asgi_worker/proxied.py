@@ -76,34 +76,45 @@ class ProxiedListener:
         self._tls = tls
         self._tls_timeout = tls_timeout
         self._loop = asyncio.get_running_loop()
-        self._admitting: set[asyncio.Task[None]] = set()
-        self._task = self._loop.create_task(self._serve())
+        self._admitting: dict[asyncio.Task[None], socket.socket] = {}  # before their header
+        self._closed = False
+        # Accepted in a reader callback rather than by awaiting sock_accept: a task cancelled at
+        # the stop would drop a socket it had just accepted, unclosed.
+        self._loop.add_reader(sock.fileno(), self._accept_ready)
 
     def close(self) -> None:
         """Stop accepting; connections still sending their header are dropped."""
-        self._task.cancel()
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._sock.fileno())
         for task in list(self._admitting):
-            task.cancel()
+            task.cancel()  # its socket is closed by _forget, even if it never ran
         self._sock.close()
 
     async def wait_closed(self) -> None:
-        await asyncio.gather(self._task, *self._admitting, return_exceptions=True)
+        await asyncio.gather(*self._admitting, return_exceptions=True)
 
-    async def _serve(self) -> None:
-        loop = self._loop
-        while True:
+    def _accept_ready(self) -> None:
+        for _ in range(MAX_ADMITTING):  # what is queued now, bounded: other callbacks get their turn
             try:
-                conn, address = await loop.sock_accept(self._sock)
-            except OSError as exc:  # out of descriptors, say: the next accept may succeed
+                conn, address = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, say: the next wake-up may do better
                 logger.warning("accept failed: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
+                return
             if len(self._admitting) >= MAX_ADMITTING:
                 conn.close()
                 continue
-            task = loop.create_task(self._admit(conn, address))
-            self._admitting.add(task)
-            task.add_done_callback(self._admitting.discard)
+            task = self._loop.create_task(self._admit(conn, address))
+            self._admitting[task] = conn
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        conn = self._admitting.pop(task, None)
+        if conn is not None and task.cancelled():  # stopped before the hand-over
+            conn.close()
 
     async def _admit(self, conn: socket.socket, address: Any) -> None:
         conn.setblocking(False)

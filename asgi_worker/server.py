@@ -349,9 +349,13 @@ class Server:
         within that many seconds (lifespan shutdown gets what the drain left, at most its own timeout)."""
         logger.info("Shutting down")
         began = time.monotonic()
+        ctx = self._ctx
+        if ctx is not None:
+            # Before the listeners close: a connection asyncio accepted just before is made after
+            # the loop below, and must learn of the drain itself (HttpConnection.connection_made).
+            ctx.state.draining = True
         for listener in self._listeners:
             listener.close()
-        ctx = self._ctx
         if ctx is not None:
             for connection in list(ctx.connections):
                 connection.shutdown()

@@ -132,6 +132,8 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         )
         self._parser = ctx.parser_class(ctx.limits, ctx.ws is not None)
         self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
+        if ctx.state.draining:  # accepted as the stop began: treated as the open ones were
+            self.shutdown()
         if ctx.trace:
             logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection made", peer_text(client))
 

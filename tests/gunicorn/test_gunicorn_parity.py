@@ -245,13 +245,43 @@ def test_threads_given_to_gunicorn_win_over_the_environment(tmp_path):
 # What the worker cannot honour yet
 
 
-@pytest.mark.parametrize("mode", ["v1", "v2", "auto"])
-def test_proxy_protocol_refuses_to_boot(mode):
-    with gunicorn("--proxy-protocol", mode, ready=False) as g:
-        code = g.proc.wait(TIMEOUT * 3)
-        log = g.wait_for("Worker failed to boot")
-    assert code != 0
-    assert log.count("proxy_protocol is not supported") == 1, log
+# gunicorn's --proxy-protocol and --proxy-allow-from (tests/http/test_proxy_protocol_wire.py has the rest)
+
+PROXY_V1 = b"PROXY TCP4 203.0.113.7 192.0.2.10 4711 443\r\n"
+PROXY_V2 = (  # v2 PROXY, TCP over IPv4, the same addresses and ports
+    b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"
+    + socket.inet_aton("203.0.113.7")
+    + socket.inet_aton("192.0.2.10")
+    + struct.pack("!HH", 4711, 443)
+)
+
+
+def _raw_exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection; everything the worker answers before it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(data)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("mode", "header"), [("v1", PROXY_V1), ("v2", PROXY_V2), ("auto", PROXY_V1), ("auto", PROXY_V2)]
+)
+def test_proxy_protocol_is_served(mode, header):
+    """The worker reads the header gunicorn's setting asks for: the header's client is the one
+    served and logged, and a trusted peer that sends plain HTTP instead is closed unanswered."""
+    args = ("--proxy-protocol", mode, "--proxy-allow-from", "127.0.0.1")
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with gunicorn(*args, "--access-logfile", "-", "--access-logformat", "%(h)s %(s)s %(U)s") as g:
+        answer = _raw_exchange(g.port, header + request)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        g.wait_for("203.0.113.7 200 /", "stdout")
+        assert _raw_exchange(g.port, request) == b""
+        log = g.text()
+    assert "Worker failed to boot" not in log and "proxy_protocol" not in log, log
 
 
 def _h2_after_validation(tmp_path: Path) -> tuple[str, ...]:
