@@ -38,6 +38,15 @@ def wait_in_flight(marker: Path, count: int = 1, timeout: float = TIMEOUT) -> No
     assert wait_until(lambda: arrived() >= count, timeout), f"{arrived()} of {count} requests reached the app"
 
 
+def accepting(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port`` (a stopping server does not)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=TICK).close()
+    except OSError:
+        return False
+    return True
+
+
 def free_port() -> int:
     """A port the kernel just handed out on 127.0.0.1 (the small race until a bind is acceptable)."""
     with socket.socket() as sock:

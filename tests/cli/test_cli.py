@@ -16,25 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import in_flight_env, wait_in_flight
+from tests.processes import accepting, free_port, in_flight_env, wait_in_flight
 from tests.timing import TICK, TIMEOUT, wait_until
 
 APPS = str(Path(__file__).parent / "apps")
-
-
-def accepting(port: int) -> bool:
-    """Whether something accepts connections on 127.0.0.1:``port`` (a stopping server does not)."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=TICK).close()
-    except OSError:
-        return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from tests.cli.test_cli import free_port, run_cli
+from tests.cli.test_cli import run_cli
+from tests.processes import free_port
 from tests.timing import TICK, TIMEOUT
 
 APP = """

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import read_exact, read_response, read_until, run_server
-from tests.processes import Output, free_port, stop_tree
+from tests.processes import Output, accepting, free_port, stop_tree
 from tests.supervisor.harness import supervise
 from tests.timing import TICK, TIMEOUT, wait_until
 
@@ -564,14 +564,6 @@ def haproxy(tmp_path: Path, port: int, send: str, check: bool = False) -> Iterat
         yield front, output
     finally:
         stop_tree(proc, output)
-
-
-def accepting(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=TICK).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize(("send", "setting"), [("send-proxy-v2", "v2"), ("send-proxy", "v1")])

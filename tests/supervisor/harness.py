@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from tests.processes import ServerProcess, free_port, stop_tree
 from tests.timing import TIMEOUT, wait_until
@@ -66,22 +67,17 @@ def supervise(
         stop_tree(proc, running.output)
 
 
-class Load:
-    """Client threads sending GETs on keep-alive connections, as a well-behaved HTTP/1.1 client
-    does: a response with ``connection: close`` makes it reconnect, nothing is ever retried.
-    ``failures`` lists every request that did not get a 200."""
+class ClientThreads:
+    """Threads that each run ``_run`` until ``stop`` (a ``with`` block starts and stops them);
+    ``failures`` and ``_lock`` are for what they record. Load generators subclass it."""
 
-    def __init__(self, port: int, threads: int = 8, path: str = "/") -> None:
-        self.port = port
-        self.path = path
-        self.ok = 0
+    def __init__(self, threads: int) -> None:
         self.failures: list[str] = []
-        self.pids: set[int] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
-    def __enter__(self) -> Load:
+    def __enter__(self: _Threads) -> _Threads:
         for thread in self._threads:
             thread.start()
         return self
@@ -91,8 +87,31 @@ class Load:
 
     def stop(self) -> None:
         self._stop.set()
+        self.join()
+
+    def join(self, timeout: float = TIMEOUT * 2) -> None:
         for thread in self._threads:
-            thread.join(TIMEOUT * 2)
+            thread.join(timeout)
+        assert not any(t.is_alive() for t in self._threads), "a client thread is stuck"
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+_Threads = TypeVar("_Threads", bound=ClientThreads)
+
+
+class Load(ClientThreads):
+    """Client threads sending GETs on keep-alive connections, as a well-behaved HTTP/1.1 client
+    does: a response with ``connection: close`` makes it reconnect, nothing is ever retried.
+    ``failures`` lists every request that did not get a 200."""
+
+    def __init__(self, port: int, threads: int = 8, path: str = "/") -> None:
+        super().__init__(threads)
+        self.port = port
+        self.path = path
+        self.ok = 0
+        self.pids: set[int] = set()
 
     def wait_requests(self, count: int, timeout: float = TIMEOUT * 6) -> None:
         """Wait until ``count`` requests got their 200; fails the test after ``timeout``."""

@@ -26,7 +26,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.processes import free_port, in_flight_env, wait_in_flight
-from tests.supervisor.harness import Load, Supervised, supervise
+from tests.supervisor.harness import ClientThreads, Load, Supervised, supervise
 from tests.timing import TICK, TIMEOUT, wait_until
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
@@ -120,7 +120,7 @@ def supervise_controlled(
 # Clients
 
 
-class Clients:
+class Clients(ClientThreads):
     """Client threads, each request on a connection of its own (``Connection: close``); ``choose``
     names the port of the next request (None: no backend to send to, wait a little). Counts the
     200s by port and the time of each port's last one; ``failures`` lists everything else. With
@@ -134,33 +134,13 @@ class Clients:
         limit: int | None = None,
         pause: float = 0.0,
     ) -> None:
+        super().__init__(threads)
         self.choose = choose
         self.limit = limit
         self.pause = pause
         self.sent = 0
         self.ok: dict[int, int] = {}
         self.last_ok: dict[int, float] = {}
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def __enter__(self) -> Clients:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.join()
-
-    def join(self, timeout: float = TIMEOUT * 2) -> None:
-        for thread in self._threads:
-            thread.join(timeout)
-        assert not any(t.is_alive() for t in self._threads), "a client thread is stuck"
 
     def served(self, port: int | None = None) -> int:
         with self._lock:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import ServerProcess, free_port, stop_tree
-from tests.supervisor.harness import Supervised, supervise
+from tests.supervisor.harness import ClientThreads, Supervised, supervise
 from tests.timing import TICK, TIMEOUT, wait_until
 
 DELAY = 1.5  # --shutdown-delay: several of HAProxy's 200 ms checks fit in it
@@ -98,33 +97,16 @@ def haproxy(config: Path, front: int, budget: Budget) -> Iterator[ServerProcess]
         stop_tree(proc, running.output)
 
 
-class Through:
+class Through(ClientThreads):
     """Client threads sending GETs through the balancer on keep-alive connections, a short pause
     between two requests of a thread. Each 200 is recorded with its time and the server HAProxy
     names; ``failures`` lists every other status and every connection error (nothing is retried)."""
 
     def __init__(self, port: int, threads: int = 4, pause: float = TICK / 20) -> None:
+        super().__init__(threads)
         self.port = port
         self.pause = pause
         self.served: list[tuple[float, str]] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def __enter__(self) -> Through:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(TIMEOUT * 2)
-        assert not any(t.is_alive() for t in self._threads), "a client thread is stuck"
 
     def count(self, server: str, since: float = 0.0, until: float = float("inf")) -> int:
         """Requests ``server`` answered between the two times."""
