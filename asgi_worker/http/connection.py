@@ -106,6 +106,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         ctx = self._ctx
         self._transport = transport
         self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
+        self.writelines = transport.writelines  # type: ignore[method-assign]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         ctx.connections.add(self)
         ctx.counts.accepted += 1
@@ -214,6 +215,10 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """Replaced by ``transport.write`` once connected."""
+        raise RuntimeError("not connected")
+
+    def writelines(self, data: list[bytes]) -> None:
+        """Replaced by ``transport.writelines`` once connected (uvloop: one ``writev``, no copy)."""
         raise RuntimeError("not connected")
 
     def body_consumed(self) -> None:

@@ -47,6 +47,10 @@ _COALESCE_LIMIT = 65536
 
 _DISCONNECT = {"type": "http.disconnect"}
 
+# What follows a large chunk's data: its CRLF, and the last-chunk marker when no more is coming.
+_CHUNK_END_MORE = b"\r\n"
+_CHUNK_END_LAST = b"\r\n" + CHUNKED_END
+
 
 class CycleState(enum.Enum):
     AWAITING_START = "awaiting http.response.start"
@@ -80,6 +84,7 @@ class CycleHost(Protocol):
     defaults: DefaultHeaderBlock
 
     def write(self, data: bytes) -> None: ...
+    def writelines(self, data: list[bytes]) -> None: ...
     async def wait_writable(self) -> None: ...
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: HttpCycle, keep_alive: bool) -> None: ...
@@ -95,9 +100,12 @@ class HttpCycle:
         "_disconnected",
         "_draining",
         "_expect_continue",
+        "_flush_due",
         "_headers",
         "_host",
         "_keep_alive",
+        "_out",
+        "_out_size",
         "_peer_eof",
         "_plan",
         "_waiters",
@@ -140,6 +148,9 @@ class HttpCycle:
         self._waiters: list[asyncio.Future[None]] | None = None
         self._headers: Any = ()
         self._plan: ResponsePlan | None = None
+        self._out: list[bytes] | None = None  # response bytes queued for one write (_write_body)
+        self._out_size = 0
+        self._flush_due = False
 
     @property
     def response_headers(self) -> Any:
@@ -312,27 +323,57 @@ class HttpCycle:
 
     def _write_body(self, plan: ResponsePlan, body: bytes, more: bool, head: bytes) -> None:
         framing = plan.framing
-        sent = self.bytes_sent + len(body)
+        size = len(body)
+        sent = self.bytes_sent + size
         if framing == CONTENT_LENGTH:  # checked before counting: a refused body was never sent
             if sent > plan.content_length:
                 raise AppProtocolError("response body longer than its Content-Length")
             if not more and sent < plan.content_length:
                 raise AppProtocolError("response body shorter than its Content-Length")
         self.bytes_sent = sent
-        if framing == NO_BODY:
-            if head:
-                self._host.write(head)
-            return
+        out = self._out
+        if out is None:
+            out = self._out = []
+        if head:
+            out.append(head)
+            self._out_size += len(head)
         if framing == CHUNKED:
-            body = encode_chunk(body) if body else b""
-            if not more:
-                body += CHUNKED_END
-        if len(body) < _COALESCE_LIMIT:
-            self._host.write(head + body if head else body)
+            if size >= _COALESCE_LIMIT:  # framed around the app's own object: no copy of a large body
+                out += (b"%x\r\n" % size, body, _CHUNK_END_MORE if more else _CHUNK_END_LAST)
+            elif size:
+                out.append(encode_chunk(body) + CHUNKED_END if not more else encode_chunk(body))
+            elif not more:
+                out.append(CHUNKED_END)
+        elif size and framing != NO_BODY:
+            out.append(body)
+        self._out_size += size
+        if not more or self._out_size >= _COALESCE_LIMIT:
+            self._flush_out()
+        elif not self._flush_due:
+            # More is coming: pieces sent within this loop iteration leave in one write, and a
+            # lone piece (a server-sent event) leaves before the loop next waits for I/O.
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_due = False
+        if not self._disconnected:  # a client gone, or a connection closed under us, gets nothing
+            self._flush_out()
+
+    def _flush_out(self) -> None:
+        """Write what ``_write_body`` queued: one ``write`` when small (joined), else ``writelines``
+        so that large bodies are handed to the transport as they are, uncopied."""
+        out = self._out
+        if not out:
+            return
+        self._out = None
+        size, self._out_size = self._out_size, 0
+        if len(out) == 1:
+            self._host.write(out[0])
+        elif size < _COALESCE_LIMIT:
+            self._host.write(b"".join(out))
         else:
-            if head:
-                self._host.write(head)
-            self._host.write(body)
+            self._host.writelines(out)
 
     # The app itself.
 
@@ -375,4 +416,5 @@ class HttpCycle:
             self._host.write(encode_error_response(500, self._host.defaults))
             self._host.response_complete(self, False)
         else:
+            self._flush_out()  # what the app sent before failing still reaches the client
             self._host.abort()

@@ -80,6 +80,9 @@ class FakeHost:
     def write(self, data: bytes) -> None:
         self.calls.append(("write", bytes(data)))
 
+    def writelines(self, data: list[bytes]) -> None:
+        self.calls.append(("writelines", [bytes(piece) for piece in data]))
+
     async def wait_writable(self) -> None:
         self.calls.append(("wait_writable",))
         waiter = asyncio.get_running_loop().create_future()
@@ -289,25 +292,24 @@ def test_optional_message_keys_default_to_no_headers_and_an_empty_last_body():
 
 
 @pytest.mark.parametrize("size", [_COALESCE_LIMIT, _COALESCE_LIMIT + 1])
-def test_a_body_at_or_over_the_coalescing_limit_is_written_after_its_head(size):
+def test_a_body_at_or_over_the_coalescing_limit_goes_with_its_head_uncopied(size):
+    """One ``writelines``: a single ``writev`` under uvloop, and the body is the app's own object."""
     cycle, host = make_cycle()
     data = b"x" * size
     run_app(cycle, replying(start(), body(data)))
     assert host.calls == [
-        ("write", head(b"content-length: %d" % size)),
-        ("write", data),
+        ("writelines", [head(b"content-length: %d" % size), data]),
         ("response_complete", True),
     ]
 
 
 @pytest.mark.parametrize(("last", "last_write"), [(b"!", b"1\r\n!\r\n0\r\n\r\n"), (b"", b"0\r\n\r\n")])
 def test_a_streamed_response_is_chunked_on_http11(last, last_write):
+    """Messages sent in one loop iteration are one write."""
     cycle, host = make_cycle()
     run_app(cycle, replying(start(), body(b"hello", more=True), body(b"world", more=True), body(last)))
     assert host.calls == [
-        ("write", head(b"transfer-encoding: chunked") + b"5\r\nhello\r\n"),
-        ("write", b"5\r\nworld\r\n"),
-        ("write", last_write),
+        ("write", head(b"transfer-encoding: chunked") + b"5\r\nhello\r\n5\r\nworld\r\n" + last_write),
         ("response_complete", True),
     ]
     assert cycle.bytes_sent == 10 + len(last)
@@ -321,25 +323,59 @@ def test_an_empty_body_message_mid_stream_writes_no_chunk():
     assert host.calls[-1] == ("response_complete", True)
 
 
-def test_large_streamed_chunks_are_written_apart_from_the_head():
+def test_large_streamed_chunks_are_framed_around_the_apps_own_bytes():
+    """A chunk past the coalescing limit leaves at once, uncopied, with whatever was queued before it."""
     cycle, host = make_cycle()
     run_app(cycle, replying(start(), body(BIG, more=True), body(BIG, more=True), body()))
+    size_line = b"%x\r\n" % len(BIG)
     assert host.calls == [
-        ("write", head(b"transfer-encoding: chunked")),
-        ("write", encode_chunk(BIG)),
-        ("write", encode_chunk(BIG)),
+        ("writelines", [head(b"transfer-encoding: chunked"), size_line, BIG, b"\r\n"]),
+        ("writelines", [size_line, BIG, b"\r\n"]),
         ("write", CHUNKED_END),
         ("response_complete", True),
     ]
+
+
+def test_a_lone_streamed_message_leaves_before_the_app_next_waits():
+    """Server-sent events: a piece followed by a real wait is written within one loop turn."""
+    cycle, host = make_cycle()
+    later = asyncio.Event()
+    seen: list[list[bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start())
+        await send(body(b"event", more=True))
+        await later.wait()
+        await send(body())
+
+    async def connection(task: asyncio.Task[None]) -> None:
+        await asyncio.sleep(0)  # the app runs up to its wait
+        await asyncio.sleep(0)  # one more turn: the queued piece is flushed
+        seen.append(list(host.writes))
+        later.set()
+
+    run_app(cycle, app, connection)
+    assert seen == [[head(b"transfer-encoding: chunked") + b"5\r\nevent\r\n"]]
+    assert host.writes[1:] == [CHUNKED_END]
+
+
+def test_many_small_messages_in_one_turn_are_written_once_the_queue_reaches_the_limit():
+    """An app that sends without ever waiting cannot queue without bound: past the coalescing limit
+    the queue is written, so the transport's ``write_paused`` sees it."""
+    cycle, host = make_cycle()
+    piece = b"p" * 1000
+    count = 2 * _COALESCE_LIMIT // len(piece)
+    run_app(cycle, replying(start(), *(body(piece, more=True) for _ in range(count)), body()))
+    assert 2 <= len(host.calls) - 1 <= 4  # a few writes, not ``count``
+    written = b"".join(b"".join(call[1]) if call[0] == "writelines" else call[1] for call in host.calls[:-1])
+    assert written == head(b"transfer-encoding: chunked") + encode_chunk(piece) * count + CHUNKED_END
 
 
 def test_a_streamed_response_to_http10_is_delimited_by_closing():
     cycle, host = make_cycle(version="1.0", keep_alive=True)  # the client asked for keep-alive
     run_app(cycle, replying(start(), body(b"hello", more=True), body(b"world", more=True), body(b"!")))
     assert host.calls == [
-        ("write", head(b"connection: close") + b"hello"),
-        ("write", b"world"),
-        ("write", b"!"),
+        ("write", head(b"connection: close") + b"helloworld!"),
         ("response_complete", False),
     ]
 
@@ -370,7 +406,7 @@ def test_204_and_304_get_no_body_and_no_framing_header(status, status_line, data
     ("messages", "writes"),
     [
         ([body(b"helloworld")], [head(b"content-length: 10") + b"helloworld"]),
-        ([body(b"hello", more=True), body(b"world")], [head(b"content-length: 10") + b"hello", b"world"]),
+        ([body(b"hello", more=True), body(b"world")], [head(b"content-length: 10") + b"helloworld"]),
     ],
     ids=["one-message", "streamed"],
 )
@@ -1164,7 +1200,7 @@ def test_the_head_announces_keep_alive_or_close(
     ("written", "tail", "keep_alive"),
     [
         (False, b"content-length: 2\r\nconnection: close\r\n\r\nok", False),
-        (True, b"chunked\r\n\r\n1\r\no\r\n", True),
+        (True, b"chunked\r\n\r\n1\r\no\r\n1\r\nk\r\n0\r\n\r\n", True),
     ],
     ids=["head-held", "head-written"],
 )
