@@ -106,7 +106,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         ctx = self._ctx
         self._transport = transport
         self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
-        self.writelines = transport.writelines  # type: ignore[method-assign]
+        self.writelines = transport.writelines  # type: ignore[method-assign,assignment]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         ctx.connections.add(self)
         ctx.counts.accepted += 1
