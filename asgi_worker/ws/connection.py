@@ -306,12 +306,9 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         protocol = self._protocol
         if protocol is None or protocol.state is not _OPEN:
             return
-        if type(data) is str:
-            payload = data.encode("utf-8")
-            protocol.send_text(payload)
-        else:
-            payload = cast(bytes, data)
-            protocol.send_binary(payload)
+        text = type(data) is str
+        payload = cast(str, data).encode("utf-8") if text else cast(bytes, data)
+        protocol.send_message(text, payload)
         # Messages sent in one loop iteration leave in one write (an echo of a burst is one
         # syscall, not fifty); past the high-water mark we write at once, so that
         # ``write_paused`` keeps telling the truth to an app that sends without ever waiting.

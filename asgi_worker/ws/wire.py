@@ -23,7 +23,16 @@ Rules:
 - When the library stops parsing (a failed or closed connection: ``discard()``), a payload in
   progress is dropped at once.
 - Sending: a large frame without extensions leaves as two chunks, our header and the app's own
-  payload object (servers never mask, RFC 6455 5.1); every other frame is the library's.
+  payload object (servers never mask, RFC 6455 5.1). A smaller message without extensions is our
+  header plus its payload in one ``bytes`` (``send_message``): the library's ``Frame.serialize``
+  costs a ``BytesIO`` and more Python per message than the whole echo of a chat message.
+- Receiving small frames: between frames (the parser waits in ``at_eof`` with nothing buffered),
+  whole, final, masked text or binary frames of under 64 KiB without extensions, outside a
+  fragmented message, are cut from the scratch buffer here (``_cut_frames``) and queued as the
+  library's own ``Frame`` events; the first byte that is anything else (a control frame, a
+  fragment, a partial frame, a reserved bit, an unmasked frame, a frame over the size limit) and
+  all after it go to the library's parser, which decides as before. What is cut this way is what
+  the parser would have produced from the same bytes (checked by ``library_mismatch``).
 - All this leans on library internals (the reader, the parser generator, ``writes``, how
   ``Frame.parse`` reads a payload), which the version cap in pyproject.toml alone does not
   guard. So the first accepted WebSocket checks them (``library_mismatch``: frames fed through
@@ -45,6 +54,11 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
 from websockets.version import version as websockets_version
+
+try:  # the library's C unmasking, as its own parser uses it
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a build without the extension
+    from websockets.utils import apply_mask
 
 __all__ = [
     "AHEAD_BUDGET",
@@ -83,6 +97,12 @@ MIN_PAYLOAD_BUFFER = 4096
 SCRATCH_SIZE = 64 * 1024
 
 _LONG_HEADER = struct.Struct("!BBQ").pack
+_MID_HEADER = struct.Struct("!BBH").pack
+_MID_LENGTH = struct.Struct("!H").unpack_from
+# The two header bytes of a final, unmasked text (0x81) or binary (0x82) frame of 0-125 bytes.
+_SHORT_HEADERS = {first: [bytes((first, size)) for size in range(126)] for first in (0x81, 0x82)}
+_TEXT, _BINARY = Opcode.TEXT, Opcode.BINARY
+_OPEN = State.OPEN
 
 
 class ReadMemory:
@@ -115,6 +135,18 @@ class PayloadReader(StreamReader):
         self._payload: bytearray | None = None  # the large payload being read, if any
         self._size = 0  # its announced length
         self._filled = 0  # bytes of it received
+        self.between_frames = False  # the parser waits in at_eof for a frame's first byte
+
+    def at_eof(self) -> Generator[None, None, bool]:
+        # The library's at_eof, noting while it waits: the parser calls it between frames only.
+        while True:
+            if self.buffer:
+                return False
+            if self.eof:
+                return True
+            self.between_frames = True
+            yield
+            self.between_frames = False
 
     def read_exact(self, n: int) -> Generator[None, None, bytearray]:
         if n < LARGE_PAYLOAD:
@@ -196,9 +228,10 @@ class StockFrames(Protocol):
     Contract: everything the library's ``Protocol`` promises, plus ``receive_buffer()`` /
     ``received(nbytes)`` for an ``asyncio.BufferedProtocol``: after writing ``nbytes`` at the start
     of the memory ``receive_buffer()`` returned (valid until then), call ``received(nbytes)``, then
-    ``data_to_send()`` and ``events_received()`` exactly as after ``receive_data``. Here the bytes
-    land in the shared scratch and go to ``receive_data``: public API only, what every WebSocket
-    uses when ``library_mismatch`` finds a change.
+    ``data_to_send()`` and ``events_received()`` exactly as after ``receive_data``; and
+    ``send_message(text, payload)``, one whole message (``send_text`` or ``send_binary``). Here the
+    bytes land in the shared scratch and go to ``receive_data``: public API only, what every
+    WebSocket uses when ``library_mismatch`` finds a change.
     """
 
     receive_buffer: Callable[[], memoryview]  # an attribute, not a method: one call less per read
@@ -212,9 +245,17 @@ class StockFrames(Protocol):
         """``nbytes`` were written into ``receive_buffer()``: hand them to the library."""
         self.receive_data(bytes(self._scratch[:nbytes]))
 
+    def send_message(self, text: bool, payload: bytes) -> None:
+        """One whole message; the state is OPEN (the caller checks)."""
+        if text:
+            self.send_text(payload)
+        else:
+            self.send_binary(payload)
+
 
 class ServerFrames(StockFrames):
-    """``StockFrames`` on a ``PayloadReader``: large payloads are read in place, sent uncopied.
+    """``StockFrames`` on a ``PayloadReader``: large payloads are read in place, sent uncopied;
+    small whole messages are cut and framed here, without the library's per-frame generators.
 
     Contract: as ``StockFrames``; ``data_to_send()`` may return a large frame as two chunks
     (header, payload). Use it only while ``library_mismatch()`` finds nothing (``frames_type``).
@@ -228,17 +269,75 @@ class ServerFrames(StockFrames):
         self.parser = self.parse()
         next(self.parser)
         self.receive_buffer = reader.receive_buffer
+        # What a frame cut here may carry: --ws-max-size, and under LARGE_PAYLOAD (those are read
+        # in place by the parser). The fragmented-message counter was renamed in websockets 15.
+        self._cut_limit = LARGE_PAYLOAD - 1 if max_size is None else min(max_size, LARGE_PAYLOAD - 1)
+        self._fragment_attribute = "current_size" if hasattr(self, "current_size") else "cur_size"
 
     def received(self, nbytes: int) -> None:
         """The in-place ``receive_data``: ``nbytes`` were written into ``receive_buffer()``."""
-        self._payload_reader.received(nbytes)
+        reader = self._payload_reader
+        if (
+            reader.between_frames
+            and reader._payload is None
+            and self._state is _OPEN
+            and not self.extensions
+            and not self.debug
+            and getattr(self, self._fragment_attribute) is None
+        ):
+            cut = self._cut_frames(nbytes)
+            if cut == nbytes:
+                return  # all were whole small messages: the parser still waits between frames
+            reader.buffer += self._scratch[cut:nbytes]
+        else:
+            reader.received(nbytes)
         next(self.parser)
+
+    def _cut_frames(self, nbytes: int) -> int:
+        """Queue the whole small messages at the start of the scratch; return the bytes they took."""
+        scratch = self._scratch
+        limit = self._cut_limit
+        events = self.events
+        start = 0
+        while nbytes - start >= 6:
+            first, second = scratch[start], scratch[start + 1]
+            if (first != 0x81 and first != 0x82) or second < 0x80:  # not final text/binary, or unmasked
+                break
+            size = second & 0x7F
+            head = start + 6
+            if size == 126:
+                if nbytes - start < 8:
+                    break
+                size = _MID_LENGTH(scratch, start + 2)[0]
+                head = start + 8
+            elif size == 127:
+                break
+            end = head + size
+            if size > limit or end > nbytes:
+                break
+            payload = apply_mask(scratch[head:end], scratch[head - 4 : head])  # type: ignore[arg-type]
+            events.append(Frame(_TEXT if first == 0x81 else _BINARY, payload))
+            start = end
+        return start
 
     def discard(self) -> Generator[None]:
         # The library replaces the parser with this once the connection has failed or closed; the
         # payload the old parser was reading is dropped now, not whenever that parser is freed.
         self._payload_reader.release()
         yield from super().discard()
+
+    def send_message(self, text: bool, payload: bytes) -> None:
+        if self.extensions or self.debug or self.expect_continuation_frame:
+            super().send_message(text, payload)
+            return
+        first = 0x81 if text else 0x82
+        size = len(payload)
+        if size < 126:
+            self.writes.append(_SHORT_HEADERS[first][size] + payload)
+        elif size < LARGE_PAYLOAD:
+            self.writes.append(_MID_HEADER(first, 126, size) + payload)
+        else:
+            self.writes += (_LONG_HEADER(first, 127, size), payload)
 
     def send_frame(self, frame: Frame) -> None:
         data = frame.data
@@ -350,6 +449,42 @@ def _behaviour_mismatch() -> str | None:
     frames.fail(1011)
     if reader._payload is not None or memory.ahead:
         return "Protocol.fail() replacing the parser with discard()"
+    return _small_frames_mismatch()
+
+
+# Small messages both ways, as the library frames and parses them: sizes around each header form.
+_PROBE_SIZES = (0, 1, 125, 126, 300, LARGE_PAYLOAD - 1)
+
+
+def _small_frames_mismatch() -> str | None:
+    """``send_message`` and ``_cut_frames`` against the library's own serialize and parse."""
+    memory = ReadMemory()
+    sender = ServerFrames(None, _probe_logger, memory)
+    for size in _PROBE_SIZES:
+        for text in (True, False):
+            payload = b"a" * size
+            sender.send_message(text, payload)
+            expected = Frame(_TEXT if text else _BINARY, payload).serialize(mask=False, extensions=[])
+            if b"".join(sender.data_to_send()) != expected:
+                return f"Frame.serialize() of a {size}-byte message, as send_message() frames it"
+    frames = ServerFrames(None, _probe_logger, memory)
+    if not frames._payload_reader.between_frames:
+        return "Protocol.parse() waiting in reader.at_eof() between frames"
+    _feed(frames, _PROBE_HEADER[:1])  # a frame begun: the parser must no longer be between frames
+    if frames._payload_reader.between_frames:
+        return "Protocol.parse() calling reader.at_eof() only between frames"
+    wire = b"".join(
+        Frame(_TEXT if size % 2 else _BINARY, b"m" * size).serialize(mask=True, extensions=[])
+        for size in _PROBE_SIZES
+    )
+    frames = ServerFrames(None, _probe_logger, memory)
+    _feed(frames, wire)
+    stock = Protocol(Side.SERVER, state=State.OPEN, max_size=None, logger=_probe_logger)
+    stock.receive_data(wire)
+    cut = [(f.opcode, f.fin, bytes(f.data)) for f in cast(list[Frame], frames.events_received())]
+    parsed = [(f.opcode, f.fin, bytes(f.data)) for f in cast(list[Frame], stock.events_received())]
+    if cut != parsed or frames._payload_reader.buffer:
+        return "Frame.parse() of small masked messages, as _cut_frames() cuts them"
     return None
 
 

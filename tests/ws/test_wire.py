@@ -272,3 +272,93 @@ def test_the_reader_is_the_one_the_parser_uses():
     data = encode_frame(BINARY, os.urandom(EAGER_PAYLOAD))
     protocol.receive_data(data[: LARGE_PAYLOAD + 14])
     assert protocol.reader._payload is not None  # the large payload is being read in place
+
+
+# Small whole messages: cut and framed by ServerFrames itself, identical to the library's.
+
+
+def _masked(opcode: int, payload: bytes, length_bytes: bytes, key: bytes = b"\x01\x02\x03\x04") -> bytes:
+    """A masked final frame with its length field given raw (for non-minimal encodings)."""
+    from tests.ws.frames import apply_mask
+
+    return bytes([0x80 | opcode]) + length_bytes + key + apply_mask(payload, key)
+
+
+TRICKY_STREAMS = {
+    "unmasked": encode_frame(TEXT, b"hi", mask=False),
+    "rsv1-without-extension": encode_frame(BINARY, b"x" * 10, rsv1=True),
+    "over-max-size": encode_frame(BINARY, b"x" * 11),
+    "at-max-size": encode_frame(BINARY, b"x" * 10) + encode_frame(TEXT, b"ok"),
+    "non-minimal-length": _masked(BINARY, b"five!", bytes([0x80 | 126, 0, 5])),
+    "final-frame-inside-a-fragmented-message": encode_frame(TEXT, b"a", fin=False) + encode_frame(TEXT, b"b"),
+    "fragments-then-a-whole-message": (
+        encode_frame(TEXT, b"a", fin=False) + encode_frame(CONT, b"b") + encode_frame(BINARY, b"c" * 300)
+    ),
+    "ping-between-messages": encode_frame(TEXT, b"a") + encode_frame(PING, b"p") + encode_frame(TEXT, b"b"),
+    "close-then-more": encode_frame(TEXT, b"a")
+    + encode_frame(CLOSE, close_payload(1000, ""))
+    + encode_frame(TEXT, b"late"),
+    "reserved-opcode": _masked(0x3, b"x", bytes([0x80 | 1])),
+    "invalid-utf8-text": encode_frame(TEXT, b"\xff\xfe"),
+    "medium": encode_frame(TEXT, b"t" * 126) + encode_frame(BINARY, b"b" * (LARGE_PAYLOAD - 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY_STREAMS))
+@pytest.mark.parametrize("chunk", [1, 5, 64 * 1024])
+def test_tricky_streams_give_the_library_outcome(name, chunk):
+    max_size = 10 if "max-size" in name else None
+    data = TRICKY_STREAMS[name]
+    chunks = [data[at : at + chunk] for at in range(0, len(data), chunk)]
+    rng = random.Random(chunk)
+    assert feed_ours(ours(max_size), chunks, rng) == feed_stock(stock(max_size), chunks)
+
+
+def test_whole_small_messages_are_cut_without_running_the_parser():
+    protocol = ours()
+    steps = []
+    parser = protocol.parser
+
+    def counting_parser():
+        while True:
+            steps.append(1)
+            next(parser)
+            yield
+
+    protocol.parser = counting_parser()
+    data = encode_frame(TEXT, b"hello") + encode_frame(BINARY, b"x" * 300) + encode_frame(BINARY, b"")
+    buffer = protocol.receive_buffer()
+    buffer[: len(data)] = data
+    del buffer
+    protocol.received(len(data))
+    assert [(e.opcode, bytes(e.data)) for e in protocol.events_received()] == [
+        (TEXT, b"hello"),
+        (BINARY, b"x" * 300),
+        (BINARY, b""),
+    ]
+    assert steps == []
+    ping = encode_frame(PING, b"p")  # anything else goes to the library, which answers it
+    buffer = protocol.receive_buffer()
+    buffer[: len(ping)] = ping
+    del buffer
+    protocol.received(len(ping))
+    assert steps == [1]
+    assert protocol.data_to_send() == [b"\x8a\x01p"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 300, LARGE_PAYLOAD - 1, LARGE_PAYLOAD])
+@pytest.mark.parametrize("text", [True, False])
+def test_send_message_is_the_library_bytes(size, text):
+    payload = os.urandom(size)
+    mine, theirs = ours(), stock()
+    mine.send_message(text, payload)
+    (theirs.send_text if text else theirs.send_binary)(payload)
+    assert b"".join(mine.data_to_send()) == b"".join(theirs.data_to_send())
+
+
+def test_send_message_with_an_extension_is_the_library_s():
+    protocol = ours()
+    protocol.extensions = [PerMessageDeflate(False, False, 15, 15)]
+    protocol.send_message(False, b"a" * 1000)
+    [chunk] = protocol.data_to_send()
+    assert chunk[0] == 0x80 | 0x40 | BINARY and len(chunk) < 100  # compressed: RSV1 set by the library

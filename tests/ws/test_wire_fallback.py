@@ -96,6 +96,19 @@ def send_frame_bypassed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Protocol, "send_binary", send_binary)
 
 
+def serialize_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library frames small messages otherwise (here: always the 16-bit length form)."""
+    serialize = Frame.serialize
+
+    def patched(self: Frame, *, mask: bool, extensions: Any = None) -> bytes:
+        data = serialize(self, mask=mask, extensions=extensions)
+        if not mask and len(self.data) < 126:
+            return data[:1] + bytes([126, 0, len(self.data)]) + data[2:]
+        return data
+
+    monkeypatch.setattr(Frame, "serialize", patched)
+
+
 @pytest.fixture
 def stock_path(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """The library changed (payloads read in pieces); counts the bytes fed through ``StockFrames``."""
@@ -132,8 +145,16 @@ def test_the_check_finds_nothing_on_the_installed_websockets():
         (writes_as_deque, "Protocol.writes, a list"),
         (discard_gone, "Protocol.discard(), a generator method: AttributeError"),
         (send_frame_bypassed, "Protocol.send_binary() through send_frame()"),
+        (serialize_changed, "Frame.serialize() of a 0-byte message, as send_message() frames it"),
     ],
-    ids=["payload-in-pieces", "reader-renamed", "writes-deque", "discard-gone", "send-frame-bypassed"],
+    ids=[
+        "payload-in-pieces",
+        "reader-renamed",
+        "writes-deque",
+        "discard-gone",
+        "send-frame-bypassed",
+        "serialize-changed",
+    ],
 )
 def test_the_check_names_what_changed(monkeypatch, change, named):
     change(monkeypatch)
