@@ -10,13 +10,31 @@ sender then finds the connection gone.
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
 
-__all__ = ["WRITE_HIGH_WATER", "WRITE_LOW_WATER", "WriteFlow"]
+__all__ = ["WRITE_HIGH_WATER", "WRITE_LOW_WATER", "WriteFlow", "writelines_of"]
 
 # Set explicitly on every transport: uvloop's default low-water mark is 16 bytes, which wakes a
 # paused writer for every few bytes drained. 64 KiB / 16 KiB are asyncio's own defaults.
 WRITE_HIGH_WATER = 65536
 WRITE_LOW_WATER = 16384
+
+
+# CPython's selector transport got its own ``writelines`` in 3.12 (a ``sendmsg``), which until
+# 3.12.9 and 3.13.2 never paused the protocol (gh-127655): a sender would never be told to wait.
+_STDLIB_WRITELINES_PAUSES = sys.version_info < (3, 12) or (
+    sys.version_info >= (3, 13, 2) if sys.version_info >= (3, 13) else sys.version_info >= (3, 12, 9)
+)
+
+
+def writelines_of(transport: asyncio.Transport) -> Callable[[list[bytes]], None]:
+    """The transport's ``writelines`` (uvloop: one ``writev``, the pieces uncopied) where it pauses
+    the protocol as ``write`` does; otherwise the pieces joined and written once."""
+    if _STDLIB_WRITELINES_PAUSES or type(transport).__module__.startswith("uvloop"):
+        return transport.writelines
+    write = transport.write
+    return lambda pieces: write(b"".join(pieces))
 
 
 class WriteFlow:

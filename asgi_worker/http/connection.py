@@ -31,13 +31,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import sys
 from collections import deque
+from collections.abc import Coroutine
 from time import perf_counter
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from asgi_worker.context import start_in_fresh_context
 from asgi_worker.errors import RequestError
-from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
+from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow, writelines_of
 from asgi_worker.http.cycle import HttpCycle
 from asgi_worker.http.events import BodyChunk, RequestHead
 from asgi_worker.http.keepalive import Next, after_response
@@ -54,6 +56,9 @@ logger = logging.getLogger("asgi_worker.error")
 
 # Request body buffered for the app before we stop reading from the socket.
 READ_HIGH_WATER = 65536
+
+# Python 3.12 added eager tasks (``Task(..., eager_start=True)``): see ``_run_deferred``.
+_EAGER = sys.version_info >= (3, 12)
 
 # After a refusal the client may still be sending (the body we refused, say). Closing with its bytes
 # unread makes the kernel answer them with a reset, which can destroy our answer before the client
@@ -98,6 +103,8 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._body_excused = False  # the BODY deadline was armed while the client awaited 100 Continue
         self._lingering = False  # refused: reading and dropping until the client closes (LINGER_SECONDS)
         self._grace_armed = False  # the running app call is due to be cancelled (disconnect grace)
+        self._in_feed = False  # data_received is handing the parser's events out
+        self._deferred: tuple[HttpCycle, Coroutine[Any, Any, None]] | None = None  # see _run_deferred
 
     # asyncio.Protocol
 
@@ -106,7 +113,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         ctx = self._ctx
         self._transport = transport
         self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
-        self.writelines = transport.writelines  # type: ignore[method-assign,assignment]
+        self.writelines = writelines_of(transport)  # type: ignore[method-assign,assignment]
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         ctx.connections.add(self)
         ctx.counts.accepted += 1
@@ -145,6 +152,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._upgrade_rest += data
             return
         parser = self._parser
+        self._in_feed = True
         # One type() per event, compared by identity (cheaper than isinstance); mypy does not narrow
         # through the name ``kind``, hence the two ignores.
         for event in parser.feed(data):
@@ -162,6 +170,9 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             elif self._receiving is not None:  # REQUEST_END
                 self._receiving.end_body()
                 self._receiving = None
+        self._in_feed = False
+        if self._deferred is not None:
+            self._run_deferred()
         if self._upgrade is not None:
             self._upgrade_rest = parser.switched or b""
             if self._current is None and not self._pending:
@@ -218,7 +229,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         raise RuntimeError("not connected")
 
     def writelines(self, data: list[bytes]) -> None:
-        """Replaced by ``transport.writelines`` once connected (uvloop: one ``writev``, no copy)."""
+        """Replaced by ``flow.writelines_of(transport)`` once connected (uvloop: one ``writev``, no copy)."""
         raise RuntimeError("not connected")
 
     def body_consumed(self) -> None:
@@ -323,10 +334,28 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         if hooks is not None:
             hooks.started(cycle)
         coro = cycle.run_asgi(ctx.app, ctx)
-        task = cycle.task = (
-            start_in_fresh_context(ctx.loop, coro) if ctx.reset_contextvars else ctx.loop.create_task(coro)
-        )
+        if ctx.reset_contextvars:
+            task = start_in_fresh_context(ctx.loop, coro)
+        elif _EAGER and self._in_feed and self._deferred is None:
+            self._deferred = cycle, coro  # started once this read's events are all in (_run_deferred)
+            return
+        else:
+            task = ctx.loop.create_task(coro)
+        cycle.task = task
         ctx.tasks.add(task)
+
+    def _run_deferred(self) -> None:
+        """Start the app call ``_start`` deferred, as an eager task: its first step runs now, inside
+        this read callback, after the rest of the read (the request's end, say) reached its cycle.
+        A response that waits on nothing is then written before the loop turns again: one loop
+        iteration and one scheduled callback less per request. Only from ``data_received``: from a
+        response's completion (pipelining) it would nest one app call inside another's ``send``."""
+        cycle, coro = self._deferred  # type: ignore[misc]
+        self._deferred = None
+        task = asyncio.Task(coro, loop=self._ctx.loop, eager_start=True)  # type: ignore[call-arg]
+        if not task.done():  # done already: run_asgi's end has counted it (cycle.task was None)
+            cycle.task = task
+            self._ctx.tasks.add(task)
 
     def _switch_to_websocket(self) -> None:
         """Hand the transport, and the bytes after the handshake request, to the WebSocket side."""

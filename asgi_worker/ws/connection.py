@@ -29,7 +29,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from asgi_worker.context import start_in_fresh_context
-from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
+from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow, writelines_of
 from asgi_worker.http.response import CHUNKED, CHUNKED_END, encode_chunk, encode_error_response, plan_response
 from asgi_worker.http.scope import build_websocket_scope
 from asgi_worker.log import escape_controls, peer_text
@@ -93,6 +93,7 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         self._ctx = ctx
         self._settings = settings
         self._transport = transport
+        self._writelines = writelines_of(transport)
         WriteFlow.__init__(self)
         self.deadline = 0.0
         self._next_ping = self._pong_due = self._close_due = 0.0
@@ -245,7 +246,7 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
             if data:
                 self._transport.write(data)
         else:
-            self._transport.writelines(chunks)  # large payloads go out as the app's own objects
+            self._writelines(chunks)  # large payloads go out as the app's own objects
         if eof:
             self._transport.close()
 
