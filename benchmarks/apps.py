@@ -1,11 +1,13 @@
 """Plain ASGI3 apps the benchmark serves, one per scenario.
 
-No framework on purpose: any framework cost would be paid equally by both servers and only shrink
-the ratio we are trying to see. Every response body is built once at import time, so the app's own
-work per request is close to nothing and the server dominates what wrk measures.
+No framework on purpose: any framework cost would be paid equally by every server and only shrink
+the ratio we are trying to see (the framework rows live in framework_apps.py, so that only the
+servers serving them import a framework). Every response body is built once at import time, so the
+app's own work per request is close to nothing and the server dominates what the client measures.
+ceiling.py sends these same bodies, so its responses match byte for byte in length.
 
 Each app returns at once for non-http scopes, which answers lifespan by not taking part in it:
-both servers then carry on without startup or shutdown events (lifespan "auto").
+the servers then carry on without startup or shutdown events (lifespan "auto").
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-__all__ = ["body_64k", "json_1k", "plain", "streamed", "upload", "ws_echo"]
+__all__ = ["body_1m", "body_64k", "chunked_16x1k", "json_1k", "plain", "streamed", "upload", "ws_echo"]
 
 PLAIN_BODY = b"Hello, world!"
 JSON_BODY = json.dumps(
@@ -27,6 +29,9 @@ JSON_BODY = json.dumps(
     separators=(",", ":"),
 ).encode()
 BODY_64K = b"x" * (64 * 1024)
+BODY_1M = b"z" * (1024 * 1024)
+CHUNK_1K = b"c" * 1024
+CHUNKS_1K = 16
 STREAM_CHUNK = b"y" * (4 * 1024)
 STREAM_CHUNKS = 16
 
@@ -43,6 +48,7 @@ def _start(content_type: bytes, length: int | None = None) -> Message:
 _PLAIN_START = _start(b"text/plain; charset=utf-8", len(PLAIN_BODY))
 _JSON_START = _start(b"application/json", len(JSON_BODY))
 _BODY_64K_START = _start(b"application/octet-stream", len(BODY_64K))
+_BODY_1M_START = _start(b"application/octet-stream", len(BODY_1M))
 _STREAM_START = _start(b"application/octet-stream")
 
 
@@ -70,6 +76,24 @@ async def body_64k(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     await _send_whole(send, _BODY_64K_START, BODY_64K)
+
+
+async def body_1m(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer 1 MiB in one message with a content-length: the data-bound write path."""
+    if scope["type"] != "http":
+        return
+    await _send_whole(send, _BODY_1M_START, BODY_1M)
+
+
+async def chunked_16x1k(scope: Scope, receive: Receive, send: Send) -> None:
+    """Send 16 x 1 KiB with more_body=True, no content-length, then an empty final body: the cost
+    of a send and of chunk framing when the chunks are small."""
+    if scope["type"] != "http":
+        return
+    await send(_STREAM_START)
+    for _ in range(CHUNKS_1K):
+        await send({"type": "http.response.body", "body": CHUNK_1K, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def streamed(scope: Scope, receive: Receive, send: Send) -> None:

@@ -36,8 +36,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gunicorn_run import cpu_seconds
-from servers import free_port
+from servers import cpu_seconds, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PORT = 8310

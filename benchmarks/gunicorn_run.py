@@ -19,9 +19,8 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-import psutil
 from load import run_wrk, write_post_script
-from servers import expose_apps, free_port, running_server
+from servers import cpu_seconds, expose_apps, free_port, running_server
 from spec import BENCH_DIR, HOST, SCENARIOS, SERVER_CPU
 
 RESULTS_PATH = BENCH_DIR / "gunicorn_results.md"
@@ -39,19 +38,6 @@ def command(python: str, worker: str, scenario: str, port: int) -> list[str]:
         *("-k", worker, "-w", "1", "-b", f"{HOST}:{port}", "--log-level", "warning"),
         f"apps:{scenario}",
     ]
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by ``pid`` and its descendants."""
-    total = 0.0
-    root = psutil.Process(pid)
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def pair_ratio(by: dict[str, list[float]], other: str) -> float:
@@ -91,9 +77,9 @@ def main() -> int:
                         before = cpu_seconds(procs[label].pid)
                         sample = run_wrk(ports[label], scenario, args.duration, args.connections, post)
                         used = cpu_seconds(procs[label].pid) - before
-                        rates[name][label].append(sample.rps)
-                        per_cpu[name][label].append(sample.rps * args.duration / used if used else 0.0)
-                        print(f"  {name:9} {label:15} {sample.rps:10.0f} req/s {sample.errors}", flush=True)
+                        rates[name][label].append(sample.rate)
+                        per_cpu[name][label].append(sample.count / used if used else 0.0)
+                        print(f"  {name:9} {label:15} {sample.rate:10.0f} req/s {sample.errors}", flush=True)
     lines = [
         "# gunicorn worker classes: asgi_worker.Worker vs UvicornWorker vs -k asgi",
         "",

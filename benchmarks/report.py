@@ -1,14 +1,17 @@
-"""Reduce samples to medians and write them as a terminal table and as results.md.
+"""Reduce samples to medians and paired ratios; write them as terminal tables and as results.md.
 
-Medians, not means: one run disturbed by the machine's other work must not move the result. The
-markdown file carries the context (versions, CPU, command) without which a number means nothing.
+Medians, not means: one run disturbed by the machine's other work must not move the result. Each
+ratio is the median over rounds of that round's pair (the server's run and uvicorn's, minutes apart
+at most), so slow drift cancels. The markdown file carries the context (versions, CPU, kernel, the
+exact commands) without which a number means nothing, and keeps the hand-written sections that
+follow the generated part.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -17,94 +20,141 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from load import Sample
-from spec import CLIENT_CPU, COMMON_FLAGS, LOG_PASSES, SERVER_CPU, WARMUP_SECONDS, LogPass, Scenario
+from spec import BASELINE, CLIENT_CPU, FRONT_DOOR_ROWS, LOG_OFF, SERVER_CPU, WARMUP_SECONDS, Scenario
 
-HEADERS = (
-    "log",
-    "scenario",
-    "ours req/s",
-    "uvicorn req/s",
-    "req/s ratio",
-    "ours p99 ms",
-    "uvicorn p99 ms",
-    "p99 ratio",
-)
+# Everything after this line in results.md is hand-written and survives a rewrite.
+KEEP_MARKER = "<!-- generated above by run.py; hand-written sections below are kept when it rewrites -->"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One server's result on one row: medians over rounds, and ratios to the baseline."""
+
+    rate: float
+    mbps: float | None
+    p99_ms: float | None
+    cpu_us: float | None
+    rate_ratio: float | None
+    cpu_ratio: float | None
 
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the results table: medians per server for a scenario under one log pass."""
+    """One row of the matrix under one log pass: a cell per server measured in the same rounds."""
 
     log_pass: str
-    scenario: str
-    rps: dict[str, float]
-    p99: dict[str, float]
+    scenario: Scenario
+    connections: int
+    cells: dict[str, Cell]
     errors: list[str]
-    rps_ratio: float | None = None
-    p99_ratio: float | None = None
 
 
-def summarize(log_pass: LogPass, scenario: Scenario, samples: dict[str, list[Sample]]) -> Row:
-    """Reduce the runs to medians; keep any wrk failures so the table can flag them."""
-    errors = [f"{name}: {s.errors}" for name, runs in samples.items() for s in runs if s.errors]
-    return Row(
-        log_pass.name,
-        scenario.name,
-        {name: statistics.median(s.rps for s in runs) for name, runs in samples.items()},
-        {name: statistics.median(s.p99_ms for s in runs) for name, runs in samples.items()},
-        errors,
-        pair_ratio(samples, "rps"),
-        pair_ratio(samples, "p99_ms"),
-    )
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
-def pair_ratio(samples: dict[str, list[Sample]], field: str) -> float | None:
-    """The median of ours/uvicorn over the rounds, each round's two runs taken back to back.
+def pair_ratio(samples: dict[str, list[Sample]], name: str, field: str) -> float | None:
+    """The median over rounds of name/baseline, each round's two runs taken back to back.
 
     A ratio of medians lets a noisy stretch that hit one server's run and spared the other's move
     the result; pairing runs that were minutes apart at most cancels most of that drift.
     """
-    ours, theirs = samples.get("ours"), samples.get("uvicorn")
+    ours, theirs = samples.get(name), samples.get(BASELINE)
     if not ours or not theirs:
         return None
-    ratios = [
-        getattr(a, field) / getattr(b, field) for a, b in zip(ours, theirs, strict=False) if getattr(b, field)
-    ]
-    return statistics.median(ratios) if ratios else None
+    pairs = zip((getattr(s, field) for s in ours), (getattr(s, field) for s in theirs), strict=False)
+    return _median([a / b for a, b in pairs if a is not None and b])
 
 
-def table_cells(row: Row) -> list[str]:
-    """Format one row; a server that was not run shows as '-', and so does its ratio."""
-
-    def num(values: dict[str, float], name: str, fmt: str) -> str:
-        return format(values[name], fmt) if name in values else "-"
-
-    def ratio(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
-    return [
-        row.log_pass,
-        row.scenario + (" (!)" if row.errors else ""),
-        num(row.rps, "ours", ".0f"),
-        num(row.rps, "uvicorn", ".0f"),
-        ratio(row.rps_ratio),
-        num(row.p99, "ours", ".2f"),
-        num(row.p99, "uvicorn", ".2f"),
-        ratio(row.p99_ratio),
-    ]
+def summarize(log_pass: str, scenario: Scenario, connections: int, samples: dict[str, list[Sample]]) -> Row:
+    """Reduce each server's runs to a Cell; keep any client failures so the table can flag them."""
+    errors = [f"{name}: {s.errors}" for name, runs in samples.items() for s in runs if s.errors]
+    cells = {}
+    for name, runs in samples.items():
+        rate = statistics.median(s.rate for s in runs)
+        cells[name] = Cell(
+            rate=rate,
+            mbps=rate * scenario.payload / 1e6 if scenario.payload else None,
+            p99_ms=_median([s.p99_ms for s in runs]),
+            cpu_us=_median([s.cpu_us for s in runs]),
+            rate_ratio=pair_ratio(samples, name, "rate") if name != BASELINE else None,
+            cpu_ratio=pair_ratio(samples, name, "cpu_us") if name != BASELINE else None,
+        )
+    return Row(log_pass, scenario, connections, cells, errors)
 
 
-def text_table(rows: list[Row]) -> str:
-    """Right-aligned plain text for the terminal."""
-    lines = [list(HEADERS), *(table_cells(row) for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: list[str]
+    lines: list[list[str]]
 
 
-def markdown_table(rows: list[Row]) -> str:
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def build_table(title: str, rows: list[Row], servers: list[str], unit: str) -> Table:
+    """Columns per server, grouped by measure: rate, its ratio, MB/s (data rows), p99, CPU, its ratio."""
+    others = [s for s in servers if s != BASELINE] if BASELINE in servers else []
+    with_mbps = any(row.scenario.payload for row in rows)
+    per = "msg" if unit == "msgs/s" else "req"
+    headers = ["row", "conns"]
+    headers += [f"{s} {unit}" for s in servers] + [f"{s}/{BASELINE} {unit}" for s in others]
+    headers += [f"{s} MB/s" for s in servers] if with_mbps else []
+    headers += [f"{s} p99 ms" for s in servers]
+    headers += [f"{s} CPU µs/{per}" for s in servers] + [f"{s}/{BASELINE} CPU" for s in others]
+    lines = []
+    for row in rows:
+
+        def col(name: str, field: str, spec: str, row: Row = row) -> str:
+            cell = row.cells.get(name)
+            return "-" if cell is None else _fmt(getattr(cell, field), spec)
+
+        line = [row.scenario.name + (" (!)" if row.errors else ""), str(row.connections)]
+        line += [col(s, "rate", ".0f") for s in servers] + [col(s, "rate_ratio", ".2f") for s in others]
+        line += [col(s, "mbps", ".0f") for s in servers] if with_mbps else []
+        line += [col(s, "p99_ms", ".2f") for s in servers]
+        line += [col(s, "cpu_us", ".1f") for s in servers] + [col(s, "cpu_ratio", ".2f") for s in others]
+        lines.append(line)
+    return Table(title, headers, lines)
+
+
+def tables(rows: list[Row], main_servers: list[str], front_doors: list[str]) -> list[Table]:
+    """One table per kind: HTTP rows (one per log pass), WebSocket rows, front doors."""
+
+    def measured(names: list[str], subset: list[Row]) -> list[str]:
+        return [n for n in names if any(n in row.cells for row in subset)]
+
+    result = []
+    for log_pass in dict.fromkeys(row.log_pass for row in rows):
+        http = [r for r in rows if r.log_pass == log_pass and r.scenario.kind == "http"]
+        if http:
+            title = "HTTP rows" + ("" if log_pass == LOG_OFF.name else f", {log_pass}")
+            result.append(build_table(title, http, measured(main_servers, http), "req/s"))
+    ws = [r for r in rows if r.scenario.kind == "ws"]
+    if ws:
+        result.append(build_table("WebSocket rows", ws, measured(main_servers, ws), "msgs/s"))
+    doors = [r for r in rows if r.log_pass == LOG_OFF.name and r.scenario.name in FRONT_DOOR_ROWS]
+    door_servers = measured(["ours", *front_doors, BASELINE], doors)
+    if doors and any(name in door_servers for name in front_doors):
+        result.append(build_table("Front doors", doors, door_servers, "req/s"))
+    return result
+
+
+def text_table(table: Table) -> str:
+    """Right-aligned plain text for the terminal, under its title."""
+    lines = [table.headers, *table.lines]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(table.headers))]
+    body = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+    return f"{table.title}\n{body}"
+
+
+def markdown_table(table: Table) -> str:
     """The same table as markdown, numbers right-aligned."""
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * 2 + "---:|" * (len(HEADERS) - 2)]
-    lines += ["| " + " | ".join(table_cells(row)) + " |" for row in rows]
+    lines = ["| " + " | ".join(table.headers) + " |", "|---|" + "---:|" * (len(table.headers) - 1)]
+    lines += ["| " + " | ".join(line) + " |" for line in table.lines]
     return "\n".join(lines)
 
 
@@ -119,19 +169,21 @@ _VERSION_PROBE = textwrap.dedent(
             return "not installed"
 
     facts = {"python": f"{platform.python_implementation()} {platform.python_version()}"}
-    facts.update({name: v(name) for name in ("uvloop", "httptools", "uvicorn")})
+    names = ("uvloop", "httptools", "websockets", "uvicorn", "granian", "gunicorn", "starlette", "fastapi")
+    facts.update({name: v(name) for name in names})
     print(json.dumps(facts))
     """
 )
 
 
 def environment(python: str, versions: dict[str, str]) -> dict[str, str]:
-    """Facts that make a result comparable, asked of the interpreter that ran the servers."""
+    """Facts that make a result comparable, the package versions asked of the servers' interpreter."""
     done = subprocess.run(
         [python, "-c", _VERSION_PROBE], capture_output=True, text=True, timeout=30, check=True
     )
     facts = json.loads(done.stdout)
-    facts["cpu"] = cpu_model()
+    facts["cpu"] = f"{cpu_model()} ({os.cpu_count()} cores)"
+    facts["kernel"] = f"{platform.system()} {platform.release()}"
     wrk_banner = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10).stdout
     facts["wrk"] = wrk_banner.split(" Copyright")[0].strip()
     facts.update({f"{name} --version": text for name, text in versions.items()})
@@ -149,30 +201,54 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def write_markdown(path: Path, rows: list[Row], args: argparse.Namespace, facts: dict[str, str]) -> None:
-    """Write the results file: the context first, then the table, then any wrk failures."""
+def kept_sections(path: Path) -> str:
+    """The hand-written part of an existing results file: what follows the marker, or, in a file
+    written before the marker existed, everything from its first `## ` heading on."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ""
+    if KEEP_MARKER in text:
+        return text.split(KEEP_MARKER, 1)[1].lstrip("\n")
+    index = text.find("\n## ")
+    return text[index + 1 :] if index >= 0 else ""
+
+
+def write_markdown(
+    path: Path,
+    tables_: list[Table],
+    rows: list[Row],
+    run: dict[str, str],
+    commands: dict[str, str],
+    facts: dict[str, str],
+) -> None:
+    """Write the results file: context, the tables, any client failures, then the kept sections."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    passes = "; ".join(f"{p.name}: `{' '.join(p.flags + p.ours_only)}`" for p in LOG_PASSES)
     lines = [
-        "# Benchmark results: asgi_worker vs uvicorn",
+        "# Benchmark results: asgi_worker, uvicorn, granian and the ceiling",
         "",
-        "Ratios are ours/uvicorn: above 1 is better for req/s, below 1 is better for p99.",
-        "Each ratio is the median over rounds of that round's pair (ours, then uvicorn, back to back).",
-        "Only the ratios carry over to other machines; the absolute numbers do not.",
+        f"Ratios are X/{BASELINE}, measured in the same alternating rounds: above 1 is better for req/s"
+        " (msgs/s), below 1 is better for CPU per request. Each ratio is the median over rounds of that"
+        " round's pair. Only the ratios carry over to other machines; the absolute numbers do not.",
+        "`ceiling` is a raw uvloop protocol writing precomputed responses (ceiling.py): the limit of a",
+        "Python + uvloop server on this machine. CPU µs/req is the server's whole process tree",
+        "(utime + stime, psutil) over the run, divided by the requests it completed.",
         "",
         f"- date: {now}",
-        f"- command: `{' '.join(['python', 'benchmarks/run.py', *args.argv])}`",
-        f"- runs: {args.rounds} x {args.duration} s per server, alternating, medians;"
-        f" wrk -t1 -c{args.connections} --latency; {WARMUP_SECONDS} s warm-up discarded",
-        f"- server flags: `{' '.join(COMMON_FLAGS)}`; {passes} (output to /dev/null; flags uvicorn"
-        " lacks are given to ours only)",
-        f"- pinning: server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}",
+        f"- command: `{run['command']}`",
+        f"- runs: {run['runs']}; {WARMUP_SECONDS} s warm-up per server discarded",
+        f"- clients: {run['clients']}",
+        f"- pinning: server on CPU {SERVER_CPU} (taskset), client on CPU {CLIENT_CPU}",
         *(f"- {key}: {value}" for key, value in facts.items()),
-        "",
-        markdown_table(rows),
+        "- server commands (row `plain`, access log off; other rows change the app, passes the log flags):",
+        *(f"  - {name}: `{command}`" for name, command in commands.items()),
         "",
     ]
-    failures = [f"- {row.log_pass} / {row.scenario}: {e}" for row in rows for e in row.errors]
+    for table in tables_:
+        lines += [f"## {table.title}", "", markdown_table(table), ""]
+    failures = [f"- {row.log_pass} / {row.scenario.name}: {e}" for row in rows for e in row.errors]
     if failures:
-        lines += ["(!) wrk reported failures:", "", *failures, ""]
-    path.write_text("\n".join(lines))
+        lines += ["(!) the client reported failures:", "", *failures, ""]
+    lines += [KEEP_MARKER, ""]
+    kept = kept_sections(path)
+    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""))

@@ -17,8 +17,12 @@ if ! command -v taskset >/dev/null 2>&1; then
     exit 1
 fi
 
-# Both servers run with --loop uvloop --http httptools, so those two are named explicitly rather
+# The servers run with --loop uvloop --http httptools, so those two are named explicitly rather
 # than through uvicorn[standard], which also drags in watchfiles, dotenv and yaml we never use.
-"$PYTHON" -m pip install --quiet uvicorn uvloop httptools gunicorn uvicorn-worker
+# granian is the second baseline; starlette and fastapi serve the framework rows; psutil reads
+# the servers' CPU time; websockets is our own WebSocket implementation (and uvicorn's).
+"$PYTHON" -m pip install --quiet uvicorn uvloop httptools gunicorn uvicorn-worker granian \
+    starlette fastapi psutil websockets
 
-echo "setup.sh: wrk $(wrk --version 2>&1 | head -n1 | cut -d' ' -f2), $("$PYTHON" -m uvicorn --version)"
+echo "setup.sh: wrk $(wrk --version 2>&1 | head -n1 | cut -d' ' -f2), $("$PYTHON" -m uvicorn --version)," \
+    "$("$PYTHON" -m granian --version)"
