@@ -20,10 +20,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from load import Sample
-from spec import BASELINE, CLIENT_CPU, FRONT_DOOR_ROWS, LOG_OFF, SERVER_CPU, WARMUP_SECONDS, Scenario
+from spec import (
+    BASELINE,
+    CEILING_ASGI_ROWS,
+    CLIENT_CPU,
+    FRONT_DOOR_ROWS,
+    LOG_OFF,
+    SERVER_CPU,
+    WARMUP_SECONDS,
+    Scenario,
+)
 
 # Everything after this line in results.md is hand-written and survives a rewrite.
 KEEP_MARKER = "<!-- generated above by run.py; hand-written sections below are kept when it rewrites -->"
+
+# On the framework rows the ceiling is not precomputed bytes: the row's mark and the note say what it is.
+ASGI_CEILING_MARK = " †"
+ASGI_CEILING_NOTE = (
+    "† `ceiling` on this row is the same framework app under the least ASGI server"
+    " (`ceiling.py --asgi`: httptools, one scope and one Task per request, one write per response),"
+    " not precomputed bytes: the framework's own work is inside it, so it is the most any ASGI server"
+    " can reach on the row, and ceiling/uvicorn is the highest ratio to uvicorn a server can reach here."
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,7 @@ class Table:
     title: str
     headers: list[str]
     lines: list[list[str]]
+    notes: tuple[str, ...] = ()  # footnotes printed under the table
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -106,19 +125,23 @@ def build_table(title: str, rows: list[Row], servers: list[str], unit: str) -> T
     headers += [f"{s} p99 ms" for s in servers]
     headers += [f"{s} CPU µs/{per}" for s in servers] + [f"{s}/{BASELINE} CPU" for s in others]
     lines = []
+    asgi_ceiling = False
     for row in rows:
 
         def col(name: str, field: str, spec: str, row: Row = row) -> str:
             cell = row.cells.get(name)
             return "-" if cell is None else _fmt(getattr(cell, field), spec)
 
-        line = [row.scenario.name + (" (!)" if row.errors else ""), str(row.connections)]
+        marked = "ceiling" in servers and "ceiling" in row.cells and row.scenario.name in CEILING_ASGI_ROWS
+        asgi_ceiling |= marked
+        name = row.scenario.name + (ASGI_CEILING_MARK if marked else "") + (" (!)" if row.errors else "")
+        line = [name, str(row.connections)]
         line += [col(s, "rate", ".0f") for s in servers] + [col(s, "rate_ratio", ".2f") for s in others]
         line += [col(s, "mbps", ".0f") for s in servers] if with_mbps else []
         line += [col(s, "p99_ms", ".2f") for s in servers]
         line += [col(s, "cpu_us", ".1f") for s in servers] + [col(s, "cpu_ratio", ".2f") for s in others]
         lines.append(line)
-    return Table(title, headers, lines)
+    return Table(title, headers, lines, (ASGI_CEILING_NOTE,) if asgi_ceiling else ())
 
 
 def tables(rows: list[Row], main_servers: list[str], front_doors: list[str]) -> list[Table]:
@@ -148,7 +171,8 @@ def text_table(table: Table) -> str:
     lines = [table.headers, *table.lines]
     widths = [max(len(line[i]) for line in lines) for i in range(len(table.headers))]
     body = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
-    return f"{table.title}\n{body}"
+    notes = "".join(f"\n{note}" for note in table.notes)
+    return f"{table.title}\n{body}{notes}"
 
 
 def markdown_table(table: Table) -> str:
@@ -231,7 +255,9 @@ def write_markdown(
         " (msgs/s), below 1 is better for CPU per request. Each ratio is the median over rounds of that"
         " round's pair. Only the ratios carry over to other machines; the absolute numbers do not.",
         "`ceiling` is a raw uvloop protocol writing precomputed responses (ceiling.py): the limit of a",
-        "Python + uvloop server on this machine. CPU µs/req is the server's whole process tree",
+        "Python + uvloop server on this machine. On the framework rows (marked †) it is the framework",
+        "under the least ASGI server instead (`ceiling.py --asgi framework_apps:<row>`).",
+        "CPU µs/req is the server's whole process tree",
         "(utime + stime, psutil) over the run, divided by the requests it completed.",
         "",
         f"- date: {now}",
@@ -246,6 +272,7 @@ def write_markdown(
     ]
     for table in tables_:
         lines += [f"## {table.title}", "", markdown_table(table), ""]
+        lines += [line for note in table.notes for line in (note, "")]
     failures = [f"- {row.log_pass} / {row.scenario.name}: {e}" for row in rows for e in row.errors]
     if failures:
         lines += ["(!) the client reported failures:", "", *failures, ""]

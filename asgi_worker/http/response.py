@@ -133,9 +133,12 @@ def plan_response(
     ``body_complete`` are the connection's facts for ``keepalive.head_keep_alive``; the plan's
     ``keep_alive`` is what the head announces. Raises ``AppProtocolError`` for an invalid status or header.
     """
-    if type(status) is not int or not 100 <= status <= 999:
-        raise AppProtocolError(f"invalid HTTP status {status!r}")
-    parts = [status_line(status), b""]  # slot 1: the default block, chosen after the app's headers
+    line = _STATUS_LINES.get(status)  # a known status: valid (a str or float key finds nothing)
+    if line is None or type(status) is not int:
+        if type(status) is not int or not 100 <= status <= 999:
+            raise AppProtocolError(f"invalid HTTP status {status!r}")
+        line = status_line(status)
+    parts = [line, b""]  # slot 1: the default block, chosen after the app's headers
     content_length = -1
     has_server = has_date = chunked = app_close = False
     for name, value in headers:
@@ -166,6 +169,8 @@ def plan_response(
     parts[1] = defaults.block if not (has_server or has_date) else defaults.without(has_server, has_date)
     if status < 200 or status == 204 or status == 304:
         framing = NO_BODY
+    elif content_length >= 0:  # the app's own Content-Length (``_frame_body``'s first rule, inline)
+        framing = CONTENT_LENGTH
     else:
         framing, content_length = _frame_body(parts, content_length, chunked, body_length, http10)
     keep_alive = head_keep_alive(
