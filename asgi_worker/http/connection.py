@@ -42,6 +42,7 @@ from asgi_worker.errors import RequestError
 from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow, writelines_of
 from asgi_worker.http.cycle import HttpCycle
 from asgi_worker.http.events import BodyChunk, RequestHead
+from asgi_worker.http.h1_writer import Http1Writer
 from asgi_worker.http.keepalive import Next, after_response
 from asgi_worker.http.response import encode_error_response
 from asgi_worker.http.scope import ConnectionFacts, build_http_scope
@@ -113,7 +114,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         ctx = self._ctx
         self._transport = transport
         self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
-        self.writelines = writelines_of(transport)  # type: ignore[method-assign,assignment]
+        self._writer = Http1Writer(transport.write, writelines_of(transport), self.defaults)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         ctx.connections.add(self)
         ctx.counts.accepted += 1
@@ -204,6 +205,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             logger.log(TRACE_LOG_LEVEL, "%s - HTTP connection lost", peer_text(self._facts.client))
         ctx = self._ctx
         ctx.connection_closed(self)
+        self._writer.drop()
         for cycle in (self._current, self._receiving):
             if cycle is not None:
                 cycle.disconnect()
@@ -222,14 +224,10 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._grace_armed = True
             ctx.loop.call_later(grace, running.cancel)
 
-    # CycleHost: called by the cycle.
+    # CycleHost: called by the cycle (its response's bytes go through ``Http1Writer``).
 
     def write(self, data: bytes) -> None:
-        """Replaced by ``transport.write`` once connected."""
-        raise RuntimeError("not connected")
-
-    def writelines(self, data: list[bytes]) -> None:
-        """Replaced by ``flow.writelines_of(transport)`` once connected (uvloop: one ``writev``, no copy)."""
+        """Replaced by ``transport.write`` once connected: the connection's own answers (400, 503...)."""
         raise RuntimeError("not connected")
 
     def body_consumed(self) -> None:
@@ -300,6 +298,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             return
         cycle = HttpCycle(
             self,
+            self._writer,
             build_http_scope(head, self._facts),
             head.keep_alive,
             head.expect_continue,

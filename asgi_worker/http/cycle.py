@@ -22,34 +22,16 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asgi_worker.errors import AppProtocolError
-from asgi_worker.http.response import (
-    CHUNKED,
-    CHUNKED_END,
-    CONTENT_LENGTH,
-    CONTINUE_RESPONSE,
-    NO_BODY,
-    DefaultHeaderBlock,
-    ResponsePlan,
-    encode_chunk,
-    encode_error_response,
-    plan_response,
-)
+from asgi_worker.http.response import CONTENT_LENGTH, ResponsePlan
 
 if TYPE_CHECKING:
     from asgi_worker.types import ASGIApp
 
-__all__ = ["CycleHost", "CycleState", "HttpCycle", "TaskRegistry"]
+__all__ = ["CycleHost", "CycleState", "HttpCycle", "ResponseWriter", "TaskRegistry"]
 
 logger = logging.getLogger("asgi_worker.error")
 
-# Bodies at least this large are written separately from the head instead of copied onto it.
-_COALESCE_LIMIT = 65536
-
 _DISCONNECT = {"type": "http.disconnect"}
-
-# What follows a large chunk's data: its CRLF, and the last-chunk marker when no more is coming.
-_CHUNK_END_MORE = b"\r\n"
-_CHUNK_END_LAST = b"\r\n" + CHUNKED_END
 
 
 class CycleState(enum.Enum):
@@ -78,17 +60,41 @@ class TaskRegistry(Protocol):
 
 
 class CycleHost(Protocol):
-    """What a cycle needs from its connection. Implemented by ``http.connection.HttpConnection``."""
+    """What a cycle needs from its connection (``http.connection.HttpConnection``): flow control,
+    and what happens to the connection once a response is complete or broken."""
 
     write_paused: bool
-    defaults: DefaultHeaderBlock
 
-    def write(self, data: bytes) -> None: ...
-    def writelines(self, data: list[bytes]) -> None: ...
     async def wait_writable(self) -> None: ...
     def body_consumed(self) -> None: ...
     def response_complete(self, cycle: HttpCycle, keep_alive: bool) -> None: ...
     def abort(self) -> None: ...
+
+
+class ResponseWriter(Protocol):
+    """How a cycle's response is framed on the wire: ``h1_writer.Http1Writer`` for HTTP/1.1.
+
+    The cycle calls ``plan`` with the first body message (it raises ``AppProtocolError`` for an
+    invalid head, before anything is written), checks the body against the plan's length, then
+    ``start`` once and ``body`` for each later message. ``flush`` writes anything queued (before an
+    abort); ``error`` is the server's own answer when nothing of the app's response was written.
+    """
+
+    def plan(
+        self,
+        status: int,
+        headers: Any,
+        body_length: int | None,
+        scope: dict[str, Any],
+        request_keeps: bool,
+        draining: bool,
+        body_complete: bool,
+    ) -> ResponsePlan: ...
+    def start(self, plan: ResponsePlan, body: bytes, more: bool) -> None: ...
+    def body(self, plan: ResponsePlan, body: bytes, more: bool) -> None: ...
+    def interim_continue(self) -> None: ...
+    def error(self, status: int) -> None: ...
+    def flush(self) -> None: ...
 
 
 class HttpCycle:
@@ -100,15 +106,13 @@ class HttpCycle:
         "_disconnected",
         "_draining",
         "_expect_continue",
-        "_flush_due",
         "_headers",
         "_host",
         "_keep_alive",
-        "_out",
-        "_out_size",
         "_peer_eof",
         "_plan",
         "_waiters",
+        "_writer",
         "body_done",
         "body_received",
         "body_size",
@@ -123,12 +127,14 @@ class HttpCycle:
     def __init__(
         self,
         host: CycleHost,
+        writer: ResponseWriter,
         scope: dict[str, Any],
         keep_alive: bool,
         expect_continue: bool,
         start_time: float,
     ) -> None:
         self._host = host
+        self._writer = writer
         self.scope = scope
         self.state = _AWAITING_START
         self.status = 0
@@ -148,9 +154,6 @@ class HttpCycle:
         self._waiters: list[asyncio.Future[None]] | None = None
         self._headers: Any = ()
         self._plan: ResponsePlan | None = None
-        self._out: list[bytes] | None = None  # response bytes queued for one write (_write_body)
-        self._out_size = 0
-        self._flush_due = False
 
     @property
     def response_headers(self) -> Any:
@@ -236,7 +239,7 @@ class HttpCycle:
             if not (self._chunks or self.body_done or self._disconnected):
                 if self._expect_continue and self._plan is None:  # no response byte written yet
                     self._expect_continue = False
-                    self._host.write(CONTINUE_RESPONSE)
+                    self._writer.interim_continue()
                 await self._wait()
             if self._chunks or self.body_done:
                 return self._take_body()
@@ -287,93 +290,38 @@ class HttpCycle:
             if self._disconnected:
                 return
         plan = self._plan
+        writer = self._writer
         if plan is None:
-            scope = self.scope
-            plan = plan_response(
+            plan = writer.plan(
                 self.status,
                 self._headers,
-                host.defaults,
                 None if more else len(body),
-                scope["method"] == "HEAD",
-                scope["http_version"] == "1.0",
+                self.scope,
                 self._keep_alive,
                 self._draining,
                 self.body_done or more,
             )
-            size = len(body)
-            if (
-                not more
-                and plan.framing == CONTENT_LENGTH
-                and size == plan.content_length
-                and size < _COALESCE_LIMIT
-            ):
-                # The common case: the whole response in one message, head and body in one write.
-                self.bytes_sent = size
-                host.write(plan.head + body)
-            else:
-                self._write_body(plan, body, more, plan.head)  # raises before writing a wrong length
-            self._plan = plan  # set once the head is written: until then a failure is still a clean 500
+            self._count(plan, body, more)  # raises before the head is written: still a clean 500
+            writer.start(plan, body, more)
+            self._plan = plan
         else:
-            self._write_body(plan, body, more, b"")
+            self._count(plan, body, more)
+            writer.body(plan, body, more)
         if not more:
             self.state = _DONE
             if self._waiters:
                 self._wake()
             host.response_complete(self, plan.keep_alive)
 
-    def _write_body(self, plan: ResponsePlan, body: bytes, more: bool, head: bytes) -> None:
-        framing = plan.framing
-        size = len(body)
-        sent = self.bytes_sent + size
-        if framing == CONTENT_LENGTH:  # checked before counting: a refused body was never sent
+    def _count(self, plan: ResponsePlan, body: bytes, more: bool) -> None:
+        """Add ``body`` to ``bytes_sent``; refuse it first if it breaks the app's Content-Length."""
+        sent = self.bytes_sent + len(body)
+        if plan.framing == CONTENT_LENGTH:
             if sent > plan.content_length:
                 raise AppProtocolError("response body longer than its Content-Length")
             if not more and sent < plan.content_length:
                 raise AppProtocolError("response body shorter than its Content-Length")
         self.bytes_sent = sent
-        out = self._out
-        if out is None:
-            out = self._out = []
-        if head:
-            out.append(head)
-            self._out_size += len(head)
-        if framing == CHUNKED:
-            if size >= _COALESCE_LIMIT:  # framed around the app's own object: no copy of a large body
-                out += (b"%x\r\n" % size, body, _CHUNK_END_MORE if more else _CHUNK_END_LAST)
-            elif size:
-                out.append(encode_chunk(body) + CHUNKED_END if not more else encode_chunk(body))
-            elif not more:
-                out.append(CHUNKED_END)
-        elif size and framing != NO_BODY:
-            out.append(body)
-        self._out_size += size
-        if not more or self._out_size >= _COALESCE_LIMIT:
-            self._flush_out()
-        elif not self._flush_due:
-            # More is coming: pieces sent within this loop iteration leave in one write, and a
-            # lone piece (a server-sent event) leaves before the loop next waits for I/O.
-            self._flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush_soon)
-
-    def _flush_soon(self) -> None:
-        self._flush_due = False
-        if not self._disconnected:  # a client gone, or a connection closed under us, gets nothing
-            self._flush_out()
-
-    def _flush_out(self) -> None:
-        """Write what ``_write_body`` queued: one ``write`` when small (joined), else ``writelines``
-        so that large bodies are handed to the transport as they are, uncopied."""
-        out = self._out
-        if not out:
-            return
-        self._out = None
-        size, self._out_size = self._out_size, 0
-        if len(out) == 1:
-            self._host.write(out[0])
-        elif size < _COALESCE_LIMIT:
-            self._host.write(b"".join(out))
-        else:
-            self._host.writelines(out)
 
     # The app itself.
 
@@ -413,8 +361,8 @@ class HttpCycle:
             return
         if self._plan is None and (exc is not None or message):
             self.status = 500
-            self._host.write(encode_error_response(500, self._host.defaults))
+            self._writer.error(500)
             self._host.response_complete(self, False)
         else:
-            self._flush_out()  # what the app sent before failing still reaches the client
+            self._writer.flush()  # what the app sent before failing still reaches the client
             self._host.abort()

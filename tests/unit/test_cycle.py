@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from asgi_worker.errors import AppProtocolError
-from asgi_worker.http.cycle import _COALESCE_LIMIT, CycleState, HttpCycle
+from asgi_worker.http.cycle import CycleState, HttpCycle
+from asgi_worker.http.h1_writer import COALESCE_LIMIT as _COALESCE_LIMIT
+from asgi_worker.http.h1_writer import Http1Writer
 from asgi_worker.http.response import (
     CHUNKED_END,
     CONTINUE_RESPONSE,
@@ -65,7 +67,8 @@ def request(data: bytes, more: bool) -> dict[str, Any]:
 
 
 class FakeHost:
-    """A ``CycleHost`` that records every call, in order, as a tuple: ``("write", bytes)``,
+    """A ``CycleHost`` that records every call, in order, as a tuple: ``("write", bytes)`` and
+    ``("writelines", [bytes])`` (what the cycle's real ``Http1Writer`` wrote through it),
     ``("wait_writable",)``, ``("body_consumed",)``, ``("response_complete", keep_alive)``,
     ``("abort",)``. A ``response_complete`` naming another cycle than ``cycle`` is recorded with
     that cycle, so it cannot pass for this one. ``release_writes`` ends every pending ``wait_writable``."""
@@ -144,7 +147,8 @@ def make_cycle(
     """A cycle as the connection creates it; ``body_done`` means the request's end arrived with its head."""
     host = FakeHost()
     scope = {"type": "http", "method": method, "http_version": version, "path": "/", "headers": []}
-    cycle = host.cycle = HttpCycle(host, scope, keep_alive, expect_continue, 0.0)
+    writer = Http1Writer(host.write, host.writelines, host.defaults)
+    cycle = host.cycle = HttpCycle(host, writer, scope, keep_alive, expect_continue, 0.0)
     if body_done:
         cycle.end_body()
     return cycle, host
