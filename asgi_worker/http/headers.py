@@ -42,6 +42,7 @@ __all__ = [
     "METHOD_NAMES",
     "TOKEN_CHARS",
     "build_head",
+    "check_host",
     "check_request_line",
     "head_too_large",
     "is_safe_value",
@@ -191,7 +192,7 @@ def build_head(
         elif kind == _HOST:
             hosts += 1
             if value not in _GOOD_HOSTS:
-                _check_host(value)
+                check_host(value)
         elif kind == _CONNECTION:
             for token in value.lower().split(b","):
                 token = token.strip()
@@ -281,7 +282,7 @@ _GOOD_HOSTS_MAX = 1024
 _GOOD_HOST_SIZE = 255  # a DNS name's limit: so the cache holds at most 1024 x 255 bytes
 
 
-def _check_host(value: bytes) -> None:
+def check_host(value: bytes) -> None:
     if _HOST_VALUE.fullmatch(value) is None:
         raise MalformedRequest('Host is not uri-host [ ":" port ]')
     if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX and len(value) <= _GOOD_HOST_SIZE:

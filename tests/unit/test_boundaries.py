@@ -41,6 +41,13 @@ PURE_MODULES = [
     "metrics/counts.py",
     "metrics/families.py",
     "control/protocol.py",
+    "http2/settings.py",
+    "http2/budget.py",
+    "http2/events.py",
+    "http2/frames.py",
+    "http2/request.py",
+    "http2/response.py",
+    "http2/session.py",
     "../supervisor/policy.py",
 ]
 IMPURE = {"asyncio", "socket", "time", "os", "selectors", "threading"}
@@ -53,6 +60,7 @@ ONLY_IN = {
     "gunicorn": "gunicorn_worker.py",
     "prometheus_client": "metrics/exposition.py",
     "websockets": "ws",
+    "h2": "http2/session.py",
 }
 
 
