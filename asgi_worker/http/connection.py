@@ -104,7 +104,6 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._body_excused = False  # the BODY deadline was armed while the client awaited 100 Continue
         self._lingering = False  # refused: reading and dropping until the client closes (LINGER_SECONDS)
         self._grace_armed = False  # the running app call is due to be cancelled (disconnect grace)
-        self._in_feed = False  # data_received is handing the parser's events out
         self._deferred: tuple[HttpCycle, Coroutine[Any, Any, None]] | None = None  # see _run_deferred
 
     # asyncio.Protocol
@@ -153,7 +152,6 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._upgrade_rest += data
             return
         parser = self._parser
-        self._in_feed = True
         # One type() per event, compared by identity (cheaper than isinstance); mypy does not narrow
         # through the name ``kind``, hence the two ignores.
         for event in parser.feed(data):
@@ -171,7 +169,6 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             elif self._receiving is not None:  # REQUEST_END
                 self._receiving.end_body()
                 self._receiving = None
-        self._in_feed = False
         if self._deferred is not None:
             self._run_deferred()
         if self._upgrade is not None:
@@ -306,12 +303,14 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         )
         self._receiving = cycle
         if self._current is None and not self._pending:
-            self._start(cycle)
+            self._start(cycle, _EAGER)
         else:
             self._pending.append(cycle)
             self._update_reading()
 
-    def _start(self, cycle: HttpCycle) -> None:
+    def _start(self, cycle: HttpCycle, eager: bool = False) -> None:
+        """Run the app for ``cycle``. ``eager``: called while ``data_received`` hands out a read's
+        events, so the app call may start as an eager task once they are all in (``_run_deferred``)."""
         ctx = self._ctx
         self._deadline_kind = _NO_DEADLINE
         self.deadline = 0.0
@@ -335,7 +334,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         coro = cycle.run_asgi(ctx.app, ctx)
         if ctx.reset_contextvars:
             task = start_in_fresh_context(ctx.loop, coro)
-        elif _EAGER and self._in_feed and self._deferred is None:
+        elif eager and self._deferred is None:
             self._deferred = cycle, coro  # started once this read's events are all in (_run_deferred)
             return
         else:

@@ -22,7 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asgi_worker.errors import AppProtocolError
-from asgi_worker.http.response import CONTENT_LENGTH, ResponsePlan
+from asgi_worker.http.response import CONTENT_LENGTH, ResponsePlan, check_length
 
 if TYPE_CHECKING:
     from asgi_worker.types import ASGIApp
@@ -74,23 +74,24 @@ class CycleHost(Protocol):
 class ResponseWriter(Protocol):
     """How a cycle's response is framed on the wire: ``h1_writer.Http1Writer`` for HTTP/1.1.
 
-    The cycle calls ``plan`` with the first body message (it raises ``AppProtocolError`` for an
-    invalid head, before anything is written), checks the body against the plan's length, then
-    ``start`` once and ``body`` for each later message. ``flush`` writes anything queued (before an
-    abort); ``error`` is the server's own answer when nothing of the app's response was written.
+    The cycle calls ``start`` with the first body message: it validates the head and the body
+    against the head's Content-Length, raising ``AppProtocolError`` before anything is written,
+    writes both and returns the plan. Each later message is checked by the cycle
+    (``response.check_length``), then framed by ``body``. ``flush`` writes anything queued (before
+    an abort); ``error`` is the server's own answer when nothing of the app's response was written.
     """
 
-    def plan(
+    def start(
         self,
         status: int,
         headers: Any,
-        body_length: int | None,
+        body: bytes,
+        more: bool,
         scope: dict[str, Any],
         request_keeps: bool,
         draining: bool,
         body_complete: bool,
     ) -> ResponsePlan: ...
-    def start(self, plan: ResponsePlan, body: bytes, more: bool) -> None: ...
     def body(self, plan: ResponsePlan, body: bytes, more: bool) -> None: ...
     def interim_continue(self) -> None: ...
     def error(self, status: int) -> None: ...
@@ -290,38 +291,30 @@ class HttpCycle:
             if self._disconnected:
                 return
         plan = self._plan
-        writer = self._writer
         if plan is None:
-            plan = writer.plan(
+            plan = self._writer.start(
                 self.status,
                 self._headers,
-                None if more else len(body),
+                body,
+                more,
                 self.scope,
                 self._keep_alive,
                 self._draining,
                 self.body_done or more,
             )
-            self._count(plan, body, more)  # raises before the head is written: still a clean 500
-            writer.start(plan, body, more)
-            self._plan = plan
+            self._plan = plan  # set once the head is written: until then a failure is still a clean 500
+            self.bytes_sent = len(body)
         else:
-            self._count(plan, body, more)
-            writer.body(plan, body, more)
+            sent = self.bytes_sent + len(body)
+            if plan.framing == CONTENT_LENGTH:
+                check_length(plan, sent, more)  # before writing: a refused body was never sent
+            self.bytes_sent = sent
+            self._writer.body(plan, body, more)
         if not more:
             self.state = _DONE
             if self._waiters:
                 self._wake()
             host.response_complete(self, plan.keep_alive)
-
-    def _count(self, plan: ResponsePlan, body: bytes, more: bool) -> None:
-        """Add ``body`` to ``bytes_sent``; refuse it first if it breaks the app's Content-Length."""
-        sent = self.bytes_sent + len(body)
-        if plan.framing == CONTENT_LENGTH:
-            if sent > plan.content_length:
-                raise AppProtocolError("response body longer than its Content-Length")
-            if not more and sent < plan.content_length:
-                raise AppProtocolError("response body shorter than its Content-Length")
-        self.bytes_sent = sent
 
     # The app itself.
 

@@ -29,6 +29,7 @@ from asgi_worker.http.response import (
     NO_BODY,
     DefaultHeaderBlock,
     ResponsePlan,
+    check_length,
     encode_chunk,
     encode_error_response,
     plan_response,
@@ -64,35 +65,39 @@ class Http1Writer:
         self._flush_due = False
         self._gone = False
 
-    def plan(
+    def start(
         self,
         status: int,
         headers: Any,
-        body_length: int | None,
+        body: bytes,
+        more: bool,
         scope: dict[str, Any],
         request_keeps: bool,
         draining: bool,
         body_complete: bool,
     ) -> ResponsePlan:
-        """Validate and encode the head (``response.plan_response``); raises before anything is written."""
-        return plan_response(
+        """Validate and encode the head (``response.plan_response``) and write it with the first body
+        message. Raises ``AppProtocolError`` before writing anything (an invalid head, a body that
+        breaks the app's Content-Length)."""
+        size = len(body)
+        plan = plan_response(
             status,
             headers,
             self.defaults,
-            body_length,
+            None if more else size,
             scope["method"] == "HEAD",
             scope["http_version"] == "1.0",
             request_keeps,
             draining,
             body_complete,
         )
-
-    def start(self, plan: ResponsePlan, body: bytes, more: bool) -> None:
-        """Write the head with the first body message (its length already checked by the cycle)."""
-        if not more and plan.framing == CONTENT_LENGTH and len(body) < COALESCE_LIMIT:
-            self._write(plan.head + body)  # the common case: the whole response in one write
-        else:
-            self.body(plan, body, more, plan.head)
+        if plan.framing == CONTENT_LENGTH:
+            check_length(plan, size, more)
+            if not more and size < COALESCE_LIMIT:
+                self._write(plan.head + body)  # the common case: the whole response in one write
+                return plan
+        self.body(plan, body, more, plan.head)
+        return plan
 
     def body(self, plan: ResponsePlan, body: bytes, more: bool, head: bytes = b"") -> None:
         """Frame a body message (after ``head``, if given) and queue it, or write it with the queue."""

@@ -27,6 +27,7 @@ __all__ = [
     "CONTENT_LENGTH",
     "NO_BODY",
     "ResponsePlan",
+    "check_length",
     "encode_chunk",
     "encode_error_response",
     "plan_response",
@@ -211,6 +212,15 @@ def _frame_body(
         return CLOSE_DELIMITED, content_length
     parts.append(b"transfer-encoding: chunked\r\n")
     return CHUNKED, content_length
+
+
+def check_length(plan: ResponsePlan, sent: int, more: bool) -> None:
+    """Refuse a body that breaks the app's own Content-Length: ``sent`` bytes in all so far, with
+    ``more`` to come or not. Called before the bytes are written (``AppProtocolError``)."""
+    if sent > plan.content_length:
+        raise AppProtocolError("response body longer than its Content-Length")
+    if not more and sent < plan.content_length:
+        raise AppProtocolError("response body shorter than its Content-Length")
 
 
 def encode_chunk(data: bytes) -> bytes:
