@@ -244,6 +244,19 @@ class Config:
         "Cancel a request's app call this many seconds after its client disconnected (gunicorn's "
         "asgi_disconnect_grace_period). [default: never, as uvicorn]",
     )
+    http2: bool = setting(
+        False,
+        "Serve HTTP/2 as well: over TLS to clients whose ALPN picks h2, and in cleartext to clients "
+        "that open with the HTTP/2 preface (prior knowledge). Needs the http2 extra (h2).",
+        kind="flag",
+    )
+    http2_max_concurrent_streams: int = setting(
+        100,
+        "HTTP/2 streams one connection may have open at once; more are refused (REFUSED_STREAM). "
+        "100 is the RFC 9113 minimum recommendation and h2's default.",
+        low=1,
+        high=2**31 - 1,
+    )
     reset_contextvars: bool = setting(
         False,
         "Run each ASGI request in a fresh contextvars.Context, so context the server's own (an import, "
@@ -367,8 +380,12 @@ class Config:
         if self.env_file is not None:
             load_env_file(self.env_file)
         self.configure_logging()
+        if self.http2:
+            require_h2()
         if self.is_ssl:
             self.ssl = create_ssl_context(self.tls_settings)
+            if self.http2:  # ALPN: h2 first (our preference), HTTP/1.1 for every other client
+                self.ssl.set_alpn_protocols(["h2", "http/1.1"])
         self.parser_class = resolve_parser(self.http)
         self.ws_enabled = resolve_ws(self.ws)
         self.loaded_app = load_app(
@@ -414,6 +431,12 @@ def resolve_ws(ws: str) -> bool:
     if ws == "websockets":
         raise ConfigError("--ws websockets needs websockets: pip install 'asgi-worker[standard]'")
     return False
+
+
+def require_h2() -> None:
+    """``--http2`` needs the h2 library (imported by ``http2/session.py`` alone, when used)."""
+    if importlib.util.find_spec("h2") is None:
+        raise ConfigError("--http2 needs h2: pip install 'asgi-worker[http2]'")
 
 
 def _header_pair(pair: Any) -> tuple[str, str]:

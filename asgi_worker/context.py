@@ -23,6 +23,7 @@ from asgi_worker.http.events import ParserFactory
 from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.http.response import DefaultHeaderBlock
+from asgi_worker.http2.settings import Http2Limits
 from asgi_worker.metrics.counts import RequestHistogram, ServerCounts, snapshot
 from asgi_worker.tls import TlsFacts
 from asgi_worker.types import ASGIApp
@@ -136,6 +137,7 @@ class ServerContext:
     disconnect_grace: float | None  # cancel an app call this long after its client left; None: never
     hooks: RequestHooks | None  # pre_request/post_request under gunicorn; None: none configured
     clock: Clock = field(default_factory=Clock)
+    http2: Http2Limits | None = None  # --http2: the limits of each HTTP/2 connection; None: HTTP/1.1 only
     # Read on every connection or request, so kept here rather than behind a property:
     connections: set[ServedConnection] = field(init=False)  # state.connections
     tasks: set[asyncio.Task[None]] = field(init=False)  # state.tasks
@@ -284,4 +286,7 @@ def build_context(
         reset_contextvars=config.reset_contextvars,
         disconnect_grace=config.disconnect_grace_period,
         hooks=hooks,
+        http2=Http2Limits(max_concurrent_streams=config.http2_max_concurrent_streams)
+        if config.http2
+        else None,
     )

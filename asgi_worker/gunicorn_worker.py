@@ -204,7 +204,7 @@ def _access_environ(scope: dict[str, Any]) -> dict[str, Any]:
         "RAW_URI": request_target(scope),
         "PATH_INFO": scope["path"],
         "QUERY_STRING": scope["query_string"].decode("latin-1"),
-        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "SERVER_PROTOCOL": "HTTP/2.0" if scope["http_version"] == "2" else f"HTTP/{scope['http_version']}",
         "REMOTE_ADDR": client[0] if client else "-",
     }
     for name, value in scope["headers"]:

@@ -83,7 +83,9 @@ def build_environ(scope: Scope, body: Any, multithread: bool = True) -> WSGIEnvi
         "SCRIPT_NAME": _native(root_path),
         "PATH_INFO": _native(path),
         "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
+        "SERVER_PROTOCOL": "HTTP/2.0"
+        if scope.get("http_version") == "2"
+        else "HTTP/" + scope.get("http_version", "1.1"),
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scheme,
         "wsgi.input": body,

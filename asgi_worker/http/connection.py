@@ -46,6 +46,7 @@ from asgi_worker.http.h1_writer import Http1Writer
 from asgi_worker.http.keepalive import Next, after_response
 from asgi_worker.http.response import encode_error_response
 from asgi_worker.http.scope import ConnectionFacts, build_http_scope
+from asgi_worker.http2.frames import PREFACE
 from asgi_worker.log import TRACE_LOG_LEVEL, peer_text
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._lingering = False  # refused: reading and dropping until the client closes (LINGER_SECONDS)
         self._grace_armed = False  # the running app call is due to be cancelled (disconnect grace)
         self._deferred: tuple[HttpCycle, Coroutine[Any, Any, None]] | None = None  # see _run_deferred
+        self._sniff: bytes | None = None  # --http2 in cleartext: the first bytes, until they decide
 
     # asyncio.Protocol
 
@@ -140,6 +142,12 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         )
         self._parser = ctx.parser_class(ctx.limits, ctx.ws is not None)
         self._set_deadline(_HEAD_DEADLINE, ctx.timeout_request_header)
+        if ctx.http2 is not None:
+            if tls is None:
+                self._sniff = b""  # cleartext: the first bytes say whether the client speaks HTTP/2
+            elif transport.get_extra_info("ssl_object").selected_alpn_protocol() == "h2":
+                self._take_over_http2(b"")
+                return
         if ctx.state.draining:  # accepted as the stop began: treated as the open ones were
             self.shutdown()
         if ctx.trace:
@@ -148,6 +156,10 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        if self._sniff is not None:
+            data = self._sniff_preface(data)
+            if not data:
+                return
         if self._upgrade is not None:  # the parser has stopped: these bytes are WebSocket frames
             self._upgrade_rest += data
             return
@@ -354,6 +366,32 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         if not task.done():  # done already: run_asgi's end has counted it (cycle.task was None)
             cycle.task = task
             self._ctx.tasks.add(task)
+
+    def _sniff_preface(self, data: bytes) -> bytes:
+        """Cleartext ``--http2``: a connection whose first bytes are the HTTP/2 client preface is
+        HTTP/2 (prior knowledge, RFC 9113 3.3); anything else is HTTP/1.1. Returns the bytes to
+        read as HTTP/1.1, b"" while undecided (at most the preface's 24 bytes) or handed over."""
+        seen = self._sniff + data if self._sniff else data
+        if seen[: len(PREFACE)] == PREFACE[: len(seen)]:
+            if len(seen) < len(PREFACE):
+                self._sniff = seen
+            else:
+                self._take_over_http2(seen)
+            return b""
+        self._sniff = None
+        return seen
+
+    def _take_over_http2(self, received: bytes) -> None:
+        """Hand the transport, and the bytes read so far, to an HTTP/2 connection."""
+        ctx = self._ctx
+        self._sniff = None
+        self._closing = True  # nothing more for HTTP/1.1 on this connection
+        self._deadline_kind = _NO_DEADLINE
+        self.deadline = 0.0
+        ctx.connection_closed(self)
+        from asgi_worker.http2.connection import take_over  # imports h2: only where --http2 is on
+
+        take_over(ctx, self._transport, self._facts, received)
 
     def _switch_to_websocket(self) -> None:
         """Hand the transport, and the bytes after the handshake request, to the WebSocket side."""

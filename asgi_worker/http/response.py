@@ -249,18 +249,32 @@ class DefaultHeaderBlock:
     changes (once a second), never per request.
     """
 
-    __slots__ = ("_date", "_extra", "_server", "block")
+    __slots__ = ("_date", "_date_value", "_extra", "_extra_pairs", "_server", "_server_value", "block")
 
     def __init__(self, server: bytes | None, extra: list[tuple[bytes, bytes]]) -> None:
         self._server = b"server: %b\r\n" % server if server else b""
+        self._server_value = server
         self._extra = b"".join(b"%b: %b\r\n" % pair for pair in extra)
+        self._extra_pairs = [(name.lower(), value) for name, value in extra]
         self._date = b""
+        self._date_value: bytes | None = None
         self.block = self._server + self._extra
 
     def refresh(self, date: bytes | None) -> None:
         """Set the current date (an IMF-fixdate), or None to send no date header."""
         self._date = b"date: %b\r\n" % date if date else b""
+        self._date_value = date
         self.block = self._server + self._date + self._extra
+
+    def pairs(self, server: bool, date: bool) -> list[tuple[bytes, bytes]]:
+        """The same defaults as ``(name, value)`` pairs (HTTP/2), minus those the app supplies itself."""
+        pairs = []
+        if self._server_value and not server:
+            pairs.append((b"server", self._server_value))
+        if self._date_value and not date:
+            pairs.append((b"date", self._date_value))
+        pairs += self._extra_pairs
+        return pairs
 
     def without(self, server: bool, date: bool) -> bytes:
         """The block minus the lines the app supplies itself."""

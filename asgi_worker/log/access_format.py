@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from asgi_worker.errors import ConfigError
-from asgi_worker.log.access_line import Render, request_line
+from asgi_worker.log.access_line import Render, protocol_version, request_line
 from asgi_worker.log.text import escape_field
 
 __all__ = ["ATOMS", "clf_time", "compile_access_format"]
@@ -48,7 +48,7 @@ ATOMS = {
     "m": '_esc(scope["method"])',
     "U": '_esc(scope["path"])',
     "q": '_esc(scope["query_string"].decode("latin-1"))',
-    "H": '"HTTP/" + scope["http_version"]',
+    "H": '"HTTP/" + _version(scope["http_version"])',
     "s": "c.status",
     "B": "c.bytes_sent",
     "b": 'c.bytes_sent or "-"',
@@ -194,6 +194,7 @@ def _generate(
         _text=_text,
         _user=_user,
         _request_line=request_line,
+        _version=protocol_version,
         _pick_lower=_pick_lower,
     )
     exec(compile("\n".join(lines), "<access_log_format>", "exec"), namespace)

@@ -63,9 +63,16 @@ def request_target(scope: dict[str, Any]) -> str:
     return f"{target}?{query.decode('latin-1')}" if query else target
 
 
+def protocol_version(http_version: str) -> str:
+    """The version as request lines show it: ASGI's "2" is written "2.0", as gunicorn and nginx log it."""
+    return "2.0" if http_version == "2" else http_version
+
+
 def request_line(scope: dict[str, Any]) -> str:
     """``GET /path?query HTTP/1.1``, escaped for a quoted field."""
-    return escape_field(f"{scope['method']} {request_target(scope)} HTTP/{scope['http_version']}")
+    return escape_field(
+        f"{scope['method']} {request_target(scope)} HTTP/{protocol_version(scope['http_version'])}"
+    )
 
 
 def client_field(scope: dict[str, Any]) -> str:
@@ -89,7 +96,7 @@ def record_args(entry: AccessEntry) -> tuple[str, str, str, str, int, int, float
         peer_text(scope["client"]),
         scope["method"],
         request_target(scope),
-        scope["http_version"],
+        protocol_version(scope["http_version"]),
         entry.status,
         entry.bytes_sent,
         entry.duration,
