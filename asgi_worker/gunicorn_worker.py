@@ -51,6 +51,7 @@ __all__ = ["H11Worker", "Worker"]
 
 # Our settings that gunicorn has no name for: read from ASGI_WORKER_<NAME>.
 ENVIRONMENT_SETTINGS = (
+    "http2",
     "loop",
     "http",
     "ws",
@@ -103,7 +104,12 @@ GUNICORN_ASGI_SETTINGS = {
     "root_path": "root_path",
     "proxy_protocol": "proxy_protocol",
     "proxy_allow_ips": "proxy_allow_ips",
+    "http2_max_concurrent_streams": "http2_max_concurrent_streams",
 }
+
+# gunicorn's HTTP/2 tuning we do not take (our windows and frame size are fixed, http2/settings.py;
+# the header list follows --h11-max-incomplete-event-size): set, they get one warning at boot.
+HTTP2_TUNING_IGNORES = ("http2_initial_window_size", "http2_max_frame_size", "http2_max_header_list_size")
 
 # Ours that cannot apply under gunicorn's arbiter: set, they get one warning at boot.
 IGNORED_SETTINGS = {
@@ -146,6 +152,11 @@ def config_kwargs(cfg: Any, max_requests: int, environ: dict[str, Any] | None = 
         if ours in environ and value == settings[theirs].default:
             continue
         kwargs[ours] = value
+    if "h2" in (getattr(cfg, "http_protocols", None) or ()):
+        # gunicorn's http_protocols: h2 over TLS (ALPN); in cleartext only where its http2_cleartext
+        # allows the preface ("upgrade", h2c's Upgrade dance, was removed by RFC 9113: not served).
+        cleartext = getattr(cfg, "http2_cleartext", "off") in ("prior-knowledge", "both")
+        kwargs["http2"] = bool(cfg.is_ssl) or cleartext
     if cfg.threads > 1:  # given (the default is 1): gunicorn's gthread pool size, for a WSGI app's calls
         kwargs["wsgi_threads"] = cfg.threads
     kwargs.update({name: value for name, value in environ.items() if name not in kwargs})
@@ -414,10 +425,21 @@ class Worker(BaseWorker):  # type: ignore[misc]  # gunicorn ships no type hints
             if name in settings and settings[name].value != settings[name].default:
                 self.log.warning("%s is ignored: asgi_worker reads HTTP/1.1 strictly (RFC 9112)", name)
         protocols = list(getattr(cfg, "http_protocols", None) or ["h1"])
-        if protocols != ["h1"]:
+        if "h1" not in protocols:
             self.log.warning(
-                "http_protocols %s: %s serves HTTP/1.1 only", ",".join(protocols), type(self).__name__
+                "http_protocols %s: %s serves HTTP/1.1 too", ",".join(protocols), type(self).__name__
             )
+        if "h2" in protocols:
+            cleartext = getattr(cfg, "http2_cleartext", "off")
+            if cleartext in ("upgrade", "both"):
+                self.log.warning(
+                    "http2_cleartext %s: the Upgrade: h2c dance is not served (RFC 9113)", cleartext
+                )
+            if not cfg.is_ssl and cleartext == "off":
+                self.log.warning("http_protocols h2 without TLS or http2_cleartext: HTTP/1.1 only")
+            for name in HTTP2_TUNING_IGNORES:
+                if name in settings and settings[name].value != settings[name].default:
+                    self.log.warning("%s is ignored: asgi_worker's HTTP/2 windows and sizes are fixed", name)
 
     def run(self) -> None:
         """Serve the arbiter's sockets until told to stop; exit 3 if startup failed."""

@@ -12,9 +12,11 @@ import concurrent.futures
 import contextlib
 import http.client
 import resource
+import shutil
 import signal
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,7 +307,30 @@ def test_http_protocols_with_h2_warns_once_and_serves_http_1_1(tmp_path, given):
         conn.close()
         log = g.text()
     assert response.status == 200 and response.version == 11
-    assert log.count("http_protocols h2,h1: Worker serves HTTP/1.1 only") == 1, log
+    assert log.count("http_protocols h2 without TLS or http2_cleartext: HTTP/1.1 only") == 1, log
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl (Debian's, built with nghttp2)")
+def test_http_protocols_h2_with_cleartext_prior_knowledge_serves_http_2():
+    """gunicorn's own HTTP/2 settings: http_protocols h2 and http2_cleartext prior-knowledge."""
+    pytest.importorskip("h2", reason="gunicorn refuses --http-protocols h2 without its h2 package")
+    args = ("--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge")
+    with gunicorn(*args) as g:
+        url = f"http://127.0.0.1:{g.port}/"
+        done = subprocess.run(
+            ["curl", "-s", "-i", "--http2-prior-knowledge", "--max-time", str(TIMEOUT), url],
+            capture_output=True,
+            timeout=TIMEOUT + 5,
+        )
+        plain = subprocess.run(
+            ["curl", "-s", "-i", "--http1.1", "--max-time", str(TIMEOUT), url],
+            capture_output=True,
+            timeout=TIMEOUT + 5,
+        )
+        log = g.text()
+    assert done.stdout.startswith(b"HTTP/2 200"), (done.stdout, done.stderr, log)
+    assert plain.stdout.startswith(b"HTTP/1.1 200"), plain.stdout
+    assert "HTTP/1.1 only" not in log
 
 
 # worker_connections is no limit: many idle keep-alive connections on one worker
