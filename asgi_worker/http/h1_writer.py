@@ -92,7 +92,8 @@ class Http1Writer:
             body_complete,
         )
         if plan.framing == CONTENT_LENGTH:
-            check_length(plan, size, more)
+            if size != plan.content_length and (not more or size > plan.content_length):
+                check_length(plan, size, more)  # raises: the body breaks the app's Content-Length
             if not more and size < COALESCE_LIMIT:
                 self._write(plan.head + body)  # the common case: the whole response in one write
                 return plan
