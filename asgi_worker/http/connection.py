@@ -324,6 +324,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         """Run the app for ``cycle``. ``eager``: called while ``data_received`` hands out a read's
         events, so the app call may start as an eager task once they are all in (``_run_deferred``)."""
         ctx = self._ctx
+        state = ctx.state
         self._deadline_kind = _NO_DEADLINE
         self.deadline = 0.0
         if ctx.limited:  # only pay for the limit checks when a limit is set
@@ -336,9 +337,9 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
                 self._close()
                 return
         else:
-            ctx.state.total_requests += 1
+            state.total_requests += 1
         self._current = cycle
-        if ctx.state.draining:
+        if state.draining:
             cycle.close_after()
         hooks = ctx.hooks
         if hooks is not None:
@@ -388,10 +389,10 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._closing = True  # nothing more for HTTP/1.1 on this connection
         self._deadline_kind = _NO_DEADLINE
         self.deadline = 0.0
-        ctx.connection_closed(self)
         from asgi_worker.http2.connection import take_over  # imports h2: only where --http2 is on
 
-        take_over(ctx, self._transport, self._facts, received)
+        take_over(ctx, self._transport, self._facts, received)  # registers the new protocol first:
+        ctx.connection_closed(self)  # a draining server must never see no connection in between
 
     def _switch_to_websocket(self) -> None:
         """Hand the transport, and the bytes after the handshake request, to the WebSocket side."""

@@ -13,7 +13,9 @@ Rules:
 - Everything the session queues leaves in one write per loop iteration (``_flush_soon``).
 - Timeouts are deadlines swept by the server's tick: an idle connection (no open stream) closes
   after the keep-alive timeout with GOAWAY; a stream whose data has waited for the peer's window
-  longer than the request-body timeout is reset (a peer that never opens its window).
+  longer than the request-body timeout is reset (a peer that never opens its window); a request
+  body that stops arriving while the app waits for it (the app holds none of it unread, no
+  100 Continue is awaited) is answered 408 after the request-body timeout, as in HTTP/1.1.
 - Graceful stop: GOAWAY NO_ERROR with the last stream id; open streams finish, then the connection
   closes. Abort: the transport is closed at once.
 """
@@ -94,6 +96,7 @@ class Http2Stream:
         "_waiters",
         "cycle",
         "stream_id",
+        "waiting_since",
         "write_paused",
     )
 
@@ -106,6 +109,7 @@ class Http2Stream:
         self._pending_end = False
         self._unacked = 0  # request body bytes (flow-controlled length) the app has not taken yet
         self._waiters: list[asyncio.Future[None]] = []
+        self.waiting_since = 0.0  # loop time since which the app has waited for more body; 0: it does not
 
     # CycleHost
 
@@ -121,9 +125,13 @@ class Http2Stream:
 
     def body_consumed(self) -> None:
         if self._unacked:
-            self._conn.session.consumed(self.stream_id, self._unacked)
+            conn = self._conn
+            conn.session.consumed(self.stream_id, self._unacked)
             self._unacked = 0
-            self._conn.flush_soon()
+            if self in conn.receiving:  # the window is open again: the client's turn to send
+                self.waiting_since = conn.loop.time()
+                conn.update_deadline()
+            conn.flush_soon()
 
     def response_complete(self, cycle: HttpCycle, keep_alive: bool) -> None:
         self._conn.response_complete(self, cycle)
@@ -225,7 +233,8 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
         self._facts = facts
         self.session = Http2Session(ctx.limits, ctx.http2, ctx.loop.time)
         self.streams: dict[int, Http2Stream] = {}
-        self.blocked: set[Http2Stream] = set()
+        self.blocked: set[Http2Stream] = set()  # streams whose response waits for the peer's window
+        self.receiving: set[Http2Stream] = set()  # streams whose request body has not ended
         self.write_waiters = self._write_waiters
         self.gone = False
         self.deadline = 0.0
@@ -285,6 +294,7 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
                 stream = streams.get(event.stream_id)
                 if stream is not None and stream.cycle is not None:
                     stream._unacked += event.flow_length
+                    stream.waiting_since = 0.0  # the app's turn: the client is not late meanwhile
                     stream.cycle.feed_body(event.data)
                 else:  # the app is gone: the window still has to reopen
                     self.session.consumed(event.stream_id, event.flow_length)
@@ -293,6 +303,7 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
             elif kind is StreamEnded:
                 stream = streams.get(event.stream_id)
                 if stream is not None and stream.cycle is not None:
+                    self.receiving.discard(stream)
                     stream.cycle.end_body()
             elif kind is WindowOpened:
                 if event.stream_id == 0:
@@ -306,13 +317,14 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
                 stream = streams.pop(event.stream_id, None)
                 if stream is not None:
                     self.blocked.discard(stream)
+                    self.receiving.discard(stream)
                     if stream.cycle is not None:
                         stream.cycle.disconnect()
                     stream.release()
             elif kind is StreamRefused:
                 logger.debug("HTTP/2 request refused: %s", event.reason)
                 self._ctx.counts.refused_malformed(event.status)
-                self.answer(event.stream_id, event.status)
+                self._refuse(event)
             elif kind is ConnectionEnded:
                 logger.debug("HTTP/2 connection ended (%s): %s", event.error_code, event.reason)
                 self.flush()
@@ -334,6 +346,9 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
         )
         if not head.body_length:
             cycle.end_body()
+        else:
+            stream.waiting_since = self.loop.time()
+            self.receiving.add(stream)
         if ctx.limited:
             ctx.request_started()
             if ctx.over_concurrency():
@@ -350,6 +365,22 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
             hooks.started(cycle)
         task = cycle.task = ctx.loop.create_task(cycle.run_asgi(ctx.app, ctx))
         ctx.tasks.add(task)
+
+    def _refuse(self, event: StreamRefused) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            self._end_request(stream, event.status)
+        else:
+            self.answer(event.stream_id, event.status)
+
+    def _end_request(self, stream: Http2Stream, status: int) -> None:
+        """A request refused while its app runs (body too large or too late): the app sees
+        ``http.disconnect``; the client gets ``status``, or RST_STREAM CANCEL once a response began."""
+        self.receiving.discard(stream)
+        if stream.cycle is not None and not stream.cycle.abandon():
+            self.reset_stream(stream, ErrorCode.CANCEL)
+        else:
+            self.answer(stream.stream_id, status)
 
     # Called by the streams
 
@@ -382,6 +413,7 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
     def forget(self, stream: Http2Stream) -> None:
         if self.streams.pop(stream.stream_id, None) is not None:
             self.blocked.discard(stream)
+            self.receiving.discard(stream)
             stream.release()
             if not self.streams and not self._closing:
                 if self.session.draining or self.session.ended:
@@ -409,17 +441,18 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
     # Deadlines and the server's stop
 
     def update_deadline(self) -> None:
-        """Idle (no stream): the keep-alive timeout. Streams waiting for the peer's window: the
-        body timeout, from now. Otherwise none: the app's time is its own."""
+        """Idle (no stream): the keep-alive timeout. Streams waiting for the peer (its window, or
+        more request body): the body timeout, from the earliest wait. Otherwise none: the app's
+        time is its own."""
         if self._closing:
             return
         ctx = self._ctx
         if not self.streams:
             timeout = ctx.timeout_keep_alive
-        elif self.blocked:
-            timeout = ctx.timeout_request_body
+        elif (self.blocked or self.receiving) and ctx.timeout_request_body:
             if self.deadline:
-                return  # already armed, from the earliest stall
+                return  # already armed, from the earliest wait (deadline_passed re-arms exactly)
+            timeout = ctx.timeout_request_body
         else:
             timeout = 0.0
         self.deadline = self.loop.time() + timeout if timeout else 0.0
@@ -433,15 +466,36 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
             self._close()
             return
         limit = self._ctx.timeout_request_body
+        if not limit:  # armed when the connection was idle; nothing times out now
+            self.update_deadline()
+            return
         now = self.loop.time()
+        earliest = now
         for stream in list(self.blocked):
             since = self.session.blocked_since(stream.stream_id)
-            if since is not None and now - since > limit:
-                logger.debug("HTTP/2 stream %d: no send window for %g s", stream.stream_id, limit)
-                if stream.cycle is not None:
-                    stream.cycle.disconnect()
-                self.reset_stream(stream, ErrorCode.CANCEL)
+            if since is None:
+                continue
+            if now - since < limit:
+                earliest = min(earliest, since)
+                continue
+            logger.debug("HTTP/2 stream %d: no send window for %g s", stream.stream_id, limit)
+            if stream.cycle is not None:
+                stream.cycle.disconnect()
+            self.reset_stream(stream, ErrorCode.CANCEL)
+        for stream in list(self.receiving):
+            since = stream.waiting_since
+            cycle = stream.cycle
+            if not since or (cycle is not None and cycle.awaiting_continue):
+                continue  # the app holds body it has not read, or has not asked for the body yet
+            if now - since < limit:
+                earliest = min(earliest, since)
+                continue
+            logger.debug("HTTP/2 stream %d: request body timed out (%g s)", stream.stream_id, limit)
+            self._ctx.counts.timeouts["request_body"] += 1
+            self._end_request(stream, 408)
         self.update_deadline()
+        if self.deadline and (self.blocked or self.receiving) and earliest < now:
+            self.deadline = earliest + limit
 
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY with the last stream id; open streams finish, then the connection closes."""
