@@ -37,17 +37,22 @@ _DISCONNECT = {"type": "http.disconnect"}
 class CycleState(enum.Enum):
     AWAITING_START = "awaiting http.response.start"
     SENDING_BODY = "sending http.response.body"
+    SENDING_TRAILERS = "sending http.response.trailers"
     DONE = "response complete"
     FAILED = "failed"
 
 
 _AWAITING_START = CycleState.AWAITING_START
 _SENDING_BODY = CycleState.SENDING_BODY
+_SENDING_TRAILERS = CycleState.SENDING_TRAILERS
 _DONE = CycleState.DONE
 _FAILED = CycleState.FAILED
 
 # The transitions ``send`` allows: AWAITING_START --http.response.start--> SENDING_BODY
-# --http.response.body(more_body=True)--> SENDING_BODY --http.response.body--> DONE; an app failure
+# --http.response.body(more_body=True)--> SENDING_BODY --http.response.body--> DONE, or, when the
+# start asked for trailers (the ASGI trailers extension), --> SENDING_TRAILERS
+# --http.response.trailers(more_trailers=True)--> SENDING_TRAILERS --http.response.trailers--> DONE;
+# an app failure
 # from any state but DONE -> FAILED. Every other (state, message) is an ``AppProtocolError``. ``send``
 # checks the two live rows with ``is`` rather than a table lookup: hashing an Enum member runs
 # Python code, and this is paid on every message.
@@ -96,6 +101,7 @@ class ResponseWriter(Protocol):
     def interim_continue(self) -> None: ...
     def error(self, status: int) -> None: ...
     def flush(self) -> None: ...
+    def trailers(self, plan: ResponsePlan, headers: Any, more: bool) -> None: ...
 
 
 class HttpCycle:
@@ -112,6 +118,7 @@ class HttpCycle:
         "_keep_alive",
         "_peer_eof",
         "_plan",
+        "_trailers",
         "_waiters",
         "_writer",
         "body_done",
@@ -155,6 +162,7 @@ class HttpCycle:
         self._waiters: list[asyncio.Future[None]] | None = None
         self._headers: Any = ()
         self._plan: ResponsePlan | None = None
+        self._trailers = False  # the start asked to send trailers after the body
 
     @property
     def response_headers(self) -> Any:
@@ -245,7 +253,7 @@ class HttpCycle:
             if self._chunks or self.body_done:
                 return self._take_body()
         while not (self._disconnected or self._peer_eof) and (
-            self.state is _AWAITING_START or self.state is _SENDING_BODY
+            self.state is _AWAITING_START or self.state is _SENDING_BODY or self.state is _SENDING_TRAILERS
         ):
             await self._wait()
         return _DISCONNECT
@@ -280,11 +288,19 @@ class HttpCycle:
             self.status = message["status"]
             self._headers = message.get("headers", ())
             self.state = _SENDING_BODY
+            if message.get("trailers"):
+                self._trailers = True
+            return
+        elif state is _SENDING_TRAILERS and mtype == "http.response.trailers":
+            self._send_trailers(message)
             return
         else:
             raise AppProtocolError(f"ASGI message {mtype!r} is not allowed in state {state.value!r}")
         body = message.get("body", b"")
         more = message.get("more_body", False)
+        if self._trailers and not more:
+            await self._send_last_before_trailers(body)
+            return
         host = self._host
         if host.write_paused:
             await host.wait_writable()
@@ -315,6 +331,27 @@ class HttpCycle:
             if self._waiters:
                 self._wake()
             host.response_complete(self, plan.keep_alive)
+
+    async def _send_last_before_trailers(self, body: bytes) -> None:
+        """The last body message of a response with trailers: framed as if more were coming (the
+        trailers end it), its length checked as the last."""
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        plan = self._plan
+        if plan is not None and not self._disconnected:
+            if plan.framing == CONTENT_LENGTH:
+                check_length(plan, self.bytes_sent, False)
+            self.state = _SENDING_TRAILERS
+
+    def _send_trailers(self, message: dict[str, Any]) -> None:
+        plan = self._plan
+        assert plan is not None
+        more = message.get("more_trailers", False)
+        self._writer.trailers(plan, message.get("headers", ()), more)
+        if not more:
+            self.state = _DONE
+            if self._waiters:
+                self._wake()
+            self._host.response_complete(self, plan.keep_alive)
 
     # The app itself.
 

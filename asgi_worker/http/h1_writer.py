@@ -21,6 +21,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from asgi_worker.errors import AppProtocolError
+from asgi_worker.http.headers import is_safe_value, is_token
 from asgi_worker.http.response import (
     CHUNKED,
     CHUNKED_END,
@@ -49,7 +51,16 @@ _CHUNK_END_LAST = b"\r\n" + CHUNKED_END
 class Http1Writer:
     """The HTTP/1.1 framing of one connection. Created by ``HttpConnection`` once connected."""
 
-    __slots__ = ("_flush_due", "_gone", "_out", "_out_size", "_write", "_writelines", "defaults")
+    __slots__ = (
+        "_flush_due",
+        "_gone",
+        "_out",
+        "_out_size",
+        "_trailer_lines",
+        "_write",
+        "_writelines",
+        "defaults",
+    )
 
     def __init__(
         self,
@@ -64,6 +75,7 @@ class Http1Writer:
         self._out_size = 0
         self._flush_due = False
         self._gone = False
+        self._trailer_lines: list[bytes] = []
 
     def start(
         self,
@@ -125,6 +137,21 @@ class Http1Writer:
         elif not self._flush_due:
             self._flush_due = True
             asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def trailers(self, plan: ResponsePlan, headers: Any, more: bool) -> None:
+        """Trailer fields (the ASGI trailers extension) end a chunked body: the last chunk, the
+        fields, the blank line. A body framed otherwise has no place for them: they are dropped."""
+        lines = self._trailer_lines
+        for name, value in headers:
+            if not (is_token(name) and is_safe_value(value)):
+                raise AppProtocolError(f"invalid trailer {name!r}: {value!r}")
+            lines.append(b"%b: %b\r\n" % (name, value))
+        if more:
+            return
+        self._trailer_lines = []
+        if plan.framing == CHUNKED:
+            self.body(plan, b"", True, b"0\r\n" + b"".join(lines) + b"\r\n")
+        self.flush()
 
     def interim_continue(self) -> None:
         """``100 Continue``: the client may send the body it held back."""

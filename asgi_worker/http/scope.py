@@ -42,6 +42,15 @@ class ConnectionFacts:
         self.proxy = proxy  # set only when the peer is a trusted proxy
         self.extensions = extensions  # per-connection scope extensions (TLS), or None
 
+    def with_extension(self, name: str) -> ConnectionFacts:
+        """The same facts for a connection whose scopes also offer the extension ``name`` (HTTP/2:
+        ``http.response.trailers``)."""
+        facts = ConnectionFacts(
+            self.client, self.server, self.scheme, self.root_path, self.state, self.proxy, self.extensions
+        )
+        facts.extensions = {**(self.extensions or {}), name: {}}
+        return facts
+
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """Split a request target into ``(raw_path, query_string)``.
@@ -105,7 +114,7 @@ def build_http_scope(head: RequestHead, facts: ConnectionFacts) -> dict[str, Any
         "state": state.copy() if state else {},
     }
     extensions = facts.extensions
-    if extensions is not None:  # TLS only: a fresh outer dict, since middleware may add to it
+    if extensions is not None:  # TLS, HTTP/2: a fresh outer dict, since middleware may add to it
         scope["extensions"] = extensions.copy()
     return scope
 

@@ -92,6 +92,8 @@ class Http2Stream:
         "_conn",
         "_pending",
         "_pending_end",
+        "_trailer_fields",
+        "_trailers_ready",
         "_unacked",
         "_waiters",
         "cycle",
@@ -107,6 +109,8 @@ class Http2Stream:
         self.write_paused = False
         self._pending = b""  # response data waiting for the peer's window
         self._pending_end = False
+        self._trailer_fields: list[tuple[bytes, bytes]] | None = None  # trailers of the app's, so far
+        self._trailers_ready = False  # all of them: they go once the pending data has left
         self._unacked = 0  # request body bytes (flow-controlled length) the app has not taken yet
         self._waiters: list[asyncio.Future[None]] = []
         self.waiting_since = 0.0  # loop time since which the app has waited for more body; 0: it does not
@@ -186,6 +190,22 @@ class Http2Stream:
                 conn.update_deadline()
         conn.flush_soon()
 
+    def trailers(self, plan: ResponsePlan, headers: Any, more: bool) -> None:
+        """Trailer fields (the ASGI trailers extension): a HEADERS frame that ends the stream, after
+        any data still waiting for the peer's window."""
+        fields = self._trailer_fields
+        if fields is None:
+            fields = self._trailer_fields = []
+        fields += headers
+        if more:
+            return
+        if self._pending:
+            self._trailers_ready = True  # sent by window_opened once the data has left
+            return
+        self._trailer_fields = None
+        self._conn.session.send_trailers(self.stream_id, fields)
+        self._conn.flush_soon()
+
     def interim_continue(self) -> None:
         self._conn.session.send_head(self.stream_id, 100, (), end_stream=False)
         self._conn.flush_soon()
@@ -206,6 +226,10 @@ class Http2Stream:
             self._pending = data[sent:]
         if not self._pending:
             conn = self._conn
+            fields = self._trailer_fields
+            if fields is not None and self._trailers_ready:  # the trailers waited behind the data
+                self._trailer_fields = None
+                conn.session.send_trailers(self.stream_id, fields)
             conn.blocked.discard(self)
             self.write_paused = False
             self.release()
@@ -230,7 +254,7 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
         self.loop = ctx.loop
         self.defaults = ctx.defaults
         self._transport = transport
-        self._facts = facts
+        self._facts = facts.with_extension("http.response.trailers")  # every stream can end with them
         self.session = Http2Session(ctx.limits, ctx.http2, ctx.loop.time)
         self.streams: dict[int, Http2Stream] = {}
         self.blocked: set[Http2Stream] = set()  # streams whose response waits for the peer's window

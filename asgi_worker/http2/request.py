@@ -205,13 +205,18 @@ def read_request(
             raise Malformed("content-length on a request without DATA (RFC 9113 8.1.1)")
         if limits.body and length > limits.body:
             raise BodyTooLarge(f"Content-Length {length} is over the {limits.body}-byte limit")
+    # A client holding its body back for "100 Continue" (RFC 9110 10.1.1); the cycle sends it, as a
+    # HEADERS frame with :status 100, on the app's first receive.
+    expect_continue = not end_stream and any(
+        name == b"expect" and value.lower() == b"100-continue" for name, value in headers
+    )
     head = RequestHead(
         method_name,
         path,
         "2",
         headers,
         True,
-        False,
+        expect_continue,
         None,
         False,
         length if length >= 0 else 0 if end_stream else BODY_CHUNKED,

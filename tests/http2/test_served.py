@@ -430,3 +430,44 @@ def test_no_request_body_timeout_when_it_is_off():
         client.send_frames([data_frame(stream, b"late", end_stream=True)])
         response = client.response(stream)
     assert response.status == 200 and response.body == b"late"
+
+
+def test_expect_100_continue_is_answered_when_the_app_first_reads():
+    """RFC 9110 10.1.1 over HTTP/2: a HEADERS frame with :status 100 before the final response,
+    sent only when the app asks for the body the client holds back."""
+
+    async def app(scope, receive, send):
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await respond(send, 200, body)
+
+    with h2_server(app) as server, peer(server) as client:
+        stream_id = client.request(b"/", b"POST", extra=[(b"expect", b"100-continue")], end_stream=False)
+        assert client.read(lambda: client.streams[stream_id].interim)
+        assert client.streams[stream_id].interim == [100]
+        client.send_frames([DataFrame(stream_id, b"late body", flags={"END_STREAM"})])
+        response = client.response(stream_id)
+    assert (response.status, bytes(response.body)) == (200, b"late body")
+
+
+def test_trailers_wait_behind_data_the_peer_has_no_window_for():
+    """The trailers end the stream only after every byte of the body has left."""
+    body = b"t" * 70000  # more than the peer's default 65535-byte stream window
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.trailers", "headers": [(b"x-digest", b"abc")]})
+
+    with h2_server(app) as server, peer(server) as client:
+        stream_id = client.request(b"/")
+        client.hold.add(stream_id)
+        client.read(lambda: len(client.streams[stream_id].body) >= 65535, timeout=2)
+        assert not client.streams[stream_id].trailers
+        client.open_window(stream_id, 1 << 20)
+        response = client.response(stream_id)
+    assert len(response.body) == len(body) and response.trailers == [(b"x-digest", b"abc")]

@@ -1260,3 +1260,54 @@ def test_abandon_wakes_a_waiting_receive_with_disconnect():
 
     run_app(cycle, app, connection)
     assert got == [DISCONNECT]
+
+
+# The ASGI trailers extension (served over HTTP/2; on HTTP/1.1 a chunked body ends with them)
+
+
+def trailers(headers: list[tuple[bytes, bytes]], more: bool = False) -> dict[str, Any]:
+    return {"type": "http.response.trailers", "headers": headers, "more_trailers": more}
+
+
+def test_trailers_end_a_chunked_body():
+    cycle, host = make_cycle()
+    start_message = {**start(), "trailers": True}
+    run_app(
+        cycle,
+        replying(
+            start_message,
+            body(b"data"),
+            trailers([(b"x-checksum", b"1")], more=True),
+            trailers([(b"x-more", b"2")]),
+        ),
+    )
+    assert b"".join(host.writes) == (
+        head(b"transfer-encoding: chunked") + b"4\r\ndata\r\n0\r\nx-checksum: 1\r\nx-more: 2\r\n\r\n"
+    )
+    assert host.calls[-1] == ("response_complete", True)
+    assert cycle.state is DONE
+
+
+def test_trailers_after_a_content_length_body_are_dropped():
+    cycle, host = make_cycle()
+    start_message = {**start(headers=[(b"content-length", b"4")]), "trailers": True}
+    run_app(cycle, replying(start_message, body(b"da", more=True), body(b"ta"), trailers([(b"x-a", b"1")])))
+    assert b"".join(host.writes) == head(b"content-length: 4") + b"data"
+    assert cycle.state is DONE
+
+
+def test_the_response_is_not_complete_until_its_trailers(error_log):
+    cycle, host = make_cycle()
+    run_app(cycle, replying({**start(), "trailers": True}, body(b"data")))
+    assert ("response_complete", True) not in host.calls
+    assert host.calls[-1] == ("abort",)
+    assert logged(error_log) == [(INCOMPLETE, None)]
+
+
+def test_trailers_without_asking_for_them_are_refused(error_log):
+    cycle, _host = make_cycle()
+    errors: list[AppProtocolError] = []
+    run_app(cycle, _refused_body_app(errors, start(), body(b"data"), trailers([(b"x-a", b"1")])))
+    assert [str(exc) for exc in errors] == [
+        "ASGI message 'http.response.trailers' is not allowed in state 'response complete'"
+    ]
