@@ -114,8 +114,8 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         ctx = self._ctx
         self._transport = transport
-        self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
-        self._writer = Http1Writer(transport.write, writelines_of(transport), self.defaults)
+        write = self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
+        self._writer = Http1Writer(write, writelines_of(transport), self.defaults)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         ctx.connections.add(self)
         ctx.counts.accepted += 1

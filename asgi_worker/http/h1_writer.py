@@ -75,7 +75,7 @@ class Http1Writer:
         self._out_size = 0
         self._flush_due = False
         self._gone = False
-        self._trailer_lines: list[bytes] = []
+        self._trailer_lines: list[bytes] | None = None  # made on first use: a few bytes per idle connection
 
     def start(
         self,
@@ -142,13 +142,15 @@ class Http1Writer:
         """Trailer fields (the ASGI trailers extension) end a chunked body: the last chunk, the
         fields, the blank line. A body framed otherwise has no place for them: they are dropped."""
         lines = self._trailer_lines
+        if lines is None:
+            lines = self._trailer_lines = []
         for name, value in headers:
             if not (is_token(name) and is_safe_value(value)):
                 raise AppProtocolError(f"invalid trailer {name!r}: {value!r}")
             lines.append(b"%b: %b\r\n" % (name, value))
         if more:
             return
-        self._trailer_lines = []
+        self._trailer_lines = None
         if plan.framing == CHUNKED:
             self.body(plan, b"", True, b"0\r\n" + b"".join(lines) + b"\r\n")
         self.flush()
