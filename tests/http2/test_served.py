@@ -55,7 +55,11 @@ def test_curl_over_tls_picks_its_protocol_by_alpn(loop, tls_files):
         h1 = curl("--http1.1", "--cacert", tls_files["ca"], f"{server.url}/tls")
     assert h2.stdout.startswith("HTTP/2 200"), h2.stdout + h2.stderr
     facts = json.loads(h2.stdout.split("\n\n", 1)[1])
-    assert (facts["http_version"], facts["scheme"], facts["extensions"]) == ("2", "https", ["tls"])
+    assert (facts["http_version"], facts["scheme"], facts["extensions"]) == (
+        "2",
+        "https",
+        ["http.response.trailers", "tls"],
+    )
     assert h1.stdout.startswith("HTTP/1.1 200"), h1.stdout + h1.stderr
     assert json.loads(h1.stdout.split("\n\n", 1)[1])["http_version"] == "1.1"
 
