@@ -11,8 +11,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -153,3 +155,24 @@ class ServerProcess:
             return [p for p in psutil.Process(self.proc.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
         except psutil.NoSuchProcess:
             return []
+
+
+@contextlib.contextmanager
+def python_m_server(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """``python -m asgi_worker ARGS --port P`` on a free port, once it logged "running on"; its
+    whole process tree stopped in the end."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asgi_worker", *args, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    running = ServerProcess(proc, port, "stderr")
+    try:
+        running.wait_for("running on")
+        yield running
+    finally:
+        stop_tree(proc, running.output)

@@ -13,8 +13,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import read_response
-from tests.processes import ServerProcess, free_port, in_flight_env, stop_tree, wait_in_flight
+from tests.processes import ServerProcess, free_port, in_flight_env, python_m_server, wait_in_flight
 from tests.timing import TICK, TIMEOUT, wait_until
 
 APPS = str(Path(__file__).parent / "apps")
@@ -30,24 +29,9 @@ MARGIN = 15 * TICK
 """What a stop may take beyond its budget: interpreter exit, log flushing, a busy 2-core machine."""
 
 
-@contextmanager
-def started(app: str, *args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    """``python -m asgi_worker APP`` on a free port, once it logged "running on"; killed in the end."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asgi_worker", app, "--app-dir", APPS, "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
-    running = ServerProcess(proc, port, "stderr")
-    try:
-        running.wait_for("running on")
-        yield running
-    finally:
-        stop_tree(proc, running.output)
+def started(app: str, *args: str, env: dict[str, str] | None = None) -> AbstractContextManager[ServerProcess]:
+    """``python -m asgi_worker APP`` (from ``apps/``) on a free port, once it logged "running on"."""
+    return python_m_server(app, "--app-dir", APPS, *args, env=env)
 
 
 def sigterm_until_exit(running: ServerProcess) -> float:

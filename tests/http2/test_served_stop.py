@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ import pytest
 from asgi_worker.http2.events import ErrorCode
 from tests.http2.peer import H2Peer, Response
 from tests.http2.served import LOOPS, curl, h2_server, peer, respond
-from tests.processes import ServerProcess, accepting, free_port, in_flight_env, stop_tree, wait_in_flight
+from tests.processes import ServerProcess, accepting, in_flight_env, python_m_server, wait_in_flight
 from tests.supervisor.harness import supervise
 from tests.timing import TIMEOUT, wait_until
 
@@ -65,23 +62,11 @@ def test_a_graceful_stop_finishes_the_stream_in_flight(loop):
     assert response.body == b"finished"
 
 
-@contextlib.contextmanager
-def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asgi_worker", "--app-dir", CLI_APPS, "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
-    running = ServerProcess(proc, port, "stderr")
-    try:
-        assert wait_until(lambda: proc.poll() is not None or accepting(port)), "the server did not start"
-        yield running
-    finally:
-        stop_tree(proc, running.output)
+def cli_server(
+    *args: str, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[ServerProcess]:
+    """``python -m asgi_worker ARGS`` (apps from tests/cli/apps) on a free port, once it is running."""
+    return python_m_server("--app-dir", CLI_APPS, *args, env=env)
 
 
 def test_python_m_asgi_worker_http2_serves_curl_and_stops_on_sigterm(tmp_path):
