@@ -66,6 +66,14 @@ def send_requests(port: int, total: int) -> None:
         thread.join()
 
 
+def send_h2_requests(port: int, total: int, streams: int) -> None:
+    """``total`` GETs over one HTTP/2 connection (prior knowledge), ``streams`` in flight, by h2load."""
+    command = ["h2load", "-n", str(total), "-c", "1", "-m", str(streams), f"http://127.0.0.1:{port}/"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if f"{total} succeeded" not in done.stdout:
+        raise SystemExit(f"h2load did not complete {total} requests:\n{done.stdout}{done.stderr}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,7 +93,7 @@ def wait_accepting(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"server did not accept on {port} within {START_TIMEOUT:.0f} s")
 
 
-def total_instructions(tree: Path, app: str, requests: int, python: str, scratch: Path) -> int:
+def total_instructions(tree: Path, app: str, requests: int, python: str, scratch: Path, h2: int) -> int:
     """Instructions of one whole server run (startup, ``WARMUP + requests`` GETs, shutdown)."""
     port = free_port()
     out = scratch / f"callgrind.{port}.out"
@@ -93,12 +101,17 @@ def total_instructions(tree: Path, app: str, requests: int, python: str, scratch
         *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
         *(python, "-m", "asgi_worker", app, "--port", str(port)),
         *("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"),
+        *(("--http2",) if h2 else ()),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}
     proc = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_accepting(port, proc)
-        send_requests(port, WARMUP + requests)
+        if h2:
+            send_h2_requests(port, WARMUP, h2)
+            send_h2_requests(port, requests, h2)
+        else:
+            send_requests(port, WARMUP + requests)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -112,10 +125,10 @@ def total_instructions(tree: Path, app: str, requests: int, python: str, scratch
     raise SystemExit(f"no instruction count in {out}")
 
 
-def count(tree: Path, app: str, requests: int, python: str, scratch: Path) -> int:
+def count(tree: Path, app: str, requests: int, python: str, scratch: Path, h2: int) -> int:
     """Instructions per request: two whole runs, ``requests`` apart, so startup and shutdown cancel."""
-    once = total_instructions(tree, app, requests, python, scratch)
-    twice = total_instructions(tree, app, 2 * requests, python, scratch)
+    once = total_instructions(tree, app, requests, python, scratch, h2)
+    twice = total_instructions(tree, app, 2 * requests, python, scratch, h2)
     return (twice - once) // requests
 
 
@@ -125,6 +138,13 @@ def main() -> int:
     parser.add_argument("--app", default="apps:plain", help="module:attribute, benchmarks/ on the path")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument(
+        "--h2",
+        type=int,
+        default=0,
+        metavar="STREAMS",
+        help="serve --http2 and send by h2load over one connection with STREAMS in flight (needs h2load)",
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="asgi-worker-ir-") as tmp:
@@ -138,7 +158,7 @@ def main() -> int:
                     check=True,
                 )
             try:
-                results.append((commit, count(tree, args.app, args.requests, args.python, scratch)))
+                results.append((commit, count(tree, args.app, args.requests, args.python, scratch, args.h2)))
             finally:
                 if commit != CURRENT:
                     subprocess.run(
@@ -146,7 +166,8 @@ def main() -> int:
                     )
             print(f"{commit:12} {results[-1][1]:>9} instructions/request", flush=True)
     base = results[0][1]
-    print(f"\n{args.app}, {args.requests} requests; ratio to {results[0][0]}")
+    mode = f"HTTP/2, {args.h2} streams in flight" if args.h2 else "HTTP/1.1"
+    print(f"\n{args.app}, {args.requests} requests, {mode}; ratio to {results[0][0]}")
     print("| entry | instructions/request | ratio |\n| --- | ---: | ---: |")
     for commit, value in results:
         print(f"| {commit} | {value} | {value / base:.4f} |")

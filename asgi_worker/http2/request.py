@@ -50,8 +50,9 @@ CONNECTION_SPECIFIC = frozenset(
 _NAME_MAP = bytes(0x61 if byte in TOKEN_CHARS and not 0x41 <= byte <= 0x5A else 0 for byte in range(256))
 _BREAKING = b"\r\n\0"
 _WHITESPACE = (0x20, 0x09)
-# Bytes a request target may not hold: controls, space and DEL (llhttp refuses them in HTTP/1.1).
-_TARGET_BAD = bytes(range(0x21)) + b"\x7f"
+# Bytes a request target may not hold: controls, space, DEL and anything not ASCII (RFC 3986 2;
+# both HTTP/1.1 parsers answer 400 for them).
+_TARGET_BAD = bytes(range(0x21)) + bytes(range(0x7F, 0x100))
 
 # Names that need more than a name check; everything else passes through untouched.
 _CONTENT_LENGTH, _TE, _HOST, _COOKIE, _CONNECTION_SPECIFIC = range(5)
@@ -245,7 +246,7 @@ def read_trailers(fields: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, by
 def _check_path(method: str, path: bytes) -> None:
     """The target form HTTP/1.1 takes for the same method (``headers._check_target_form``)."""
     if len(path.translate(None, _TARGET_BAD)) != len(path):
-        raise MalformedRequest(":path holds a control character or a space")
+        raise MalformedRequest(":path holds a control character, a space or a byte outside ASCII")
     if path[0] == 0x2F:  # "/"
         if 0x23 in path:  # "#"
             raise MalformedRequest("fragment in request target")

@@ -1,6 +1,7 @@
 """``Http2Session``: one server-side HTTP/2 connection as bytes in, events and bytes out (no I/O).
 
-The only module that imports h2. The asyncio shell drives it:
+The only module that drives h2 (``tuned.py`` replaces three of its per-stream costs). The asyncio
+shell drives it:
 
     session = Http2Session(request_limits, http2_limits, clock)
     events = session.start(bytes_read_while_sniffing)   # our SETTINGS, then those bytes
@@ -33,8 +34,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
@@ -66,6 +65,7 @@ from asgi_worker.http2.frames import FrameScanner
 from asgi_worker.http2.request import Malformed, read_request, read_trailers
 from asgi_worker.http2.response import response_fields, trailer_fields
 from asgi_worker.http2.settings import Http2Limits, header_list_sizes
+from asgi_worker.http2.tuned import ServerConnection, server_config
 
 __all__ = ["REFUSALS", "Http2Session"]
 
@@ -120,6 +120,7 @@ class _Stream:
         "remote_done",
         "scanned",
         "stream_id",
+        "tunnel",
         "unacked",
     )
 
@@ -133,6 +134,7 @@ class _Stream:
         self.local_done = False  # our END_STREAM sent
         self.refused = False  # no more body is delivered: the status is the answer
         self.blocked_since: float | None = None  # waiting for the peer's window since
+        self.tunnel = False  # an extended CONNECT (RFC 8441): its DATA is a byte stream, not a body
 
 
 class Http2Session:
@@ -144,16 +146,7 @@ class Http2Session:
         self.counts: dict[str, int] = dict.fromkeys(REFUSALS, 0)
         self._clock = clock
         self._list_limit, self._list_hard_limit = header_list_sizes(limits)
-        self._conn = H2Connection(
-            config=H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
+        self._conn = ServerConnection(config=server_config())
         self._scanner = FrameScanner(settings, self._list_hard_limit, clock, self._check_data)
         self._streams: dict[int, _Stream] = {}
         self._events: list[Http2Event] = []
@@ -272,7 +265,7 @@ class Http2Session:
         stream = self._streams.get(stream_id)
         if stream is None or self._ended:
             return
-        self._conn.send_headers(stream_id, response_fields(status, headers), end_stream)
+        self._conn.queue_head(stream_id, response_fields(status, headers), end_stream)
         self._scanner.credit(1)
         if end_stream:
             self._local_end(stream)
@@ -294,14 +287,14 @@ class Http2Session:
         if count <= frame_size:
             frames = 0
             if count or last:
-                conn.send_data(stream_id, data if count == size else memoryview(data)[:count], last)
+                conn.queue_data(stream_id, data if count == size else memoryview(data)[:count], last)
                 frames = 1
         else:
             view = memoryview(data)
             frames = 0
             for offset in range(0, count, frame_size):
                 chunk = view[offset : min(offset + frame_size, count)]
-                conn.send_data(stream_id, chunk, last and offset + frame_size >= count)
+                conn.queue_data(stream_id, chunk, last and offset + frame_size >= count)
                 frames += 1
         self._scanner.credit(frames)
         if count < size:
@@ -322,7 +315,11 @@ class Http2Session:
         stream = self._streams.get(stream_id)
         if stream is None or self._ended:
             return
-        self._conn.send_headers(stream_id, trailer_fields(headers), True)
+        fields = trailer_fields(headers)
+        if fields:
+            self._conn.queue_head(stream_id, fields, True)
+        else:  # no field left: END_STREAM on an empty DATA frame (h2 cannot send an empty block)
+            self._conn.queue_data(stream_id, b"", True)
         self._scanner.credit(1)
         self._local_end(stream)
 
@@ -418,7 +415,8 @@ class Http2Session:
             self._events.append(StreamRefused(stream_id, error.status, error.detail))
             self._spend_reset()
             return
-        self._streams[stream_id] = _Stream(stream_id, request.content_length)
+        stream = self._streams[stream_id] = _Stream(stream_id, request.content_length)
+        stream.tunnel = request.protocol is not None
         self._opened_now.add(stream_id)
         self._events.append(StreamOpened(stream_id, request.head, request.scheme, request.protocol))
         if stream_id >= self._last_useful_id and self._goaway_last is None:
@@ -436,7 +434,7 @@ class Http2Session:
         data = event.data
         stream.received += len(data)
         body_limit = self.limits.body
-        if body_limit and stream.received > body_limit:
+        if body_limit and stream.received > body_limit and not stream.tunnel:
             stream.refused = True
             self.counts["body_too_large"] += 1
             if flow:

@@ -580,14 +580,15 @@ def test_rfc8441_protocol_on_another_method_is_malformed():
         (request(b"GET", b"*"), 400),  # asterisk on a method other than OPTIONS
         (request(b"GET", b"/a#b"), 400),  # a fragment
         (request(b"GET", b"/a b"), 400),  # a space
+        (request(b"GET", b"/\xc3\xa9"), 400),  # not ASCII (RFC 3986 2): the scope's path could not be built
         (request(b"GET", b"/" + b"a" * 9000), 414),
         ([*GET, (b"content-length", b"1"), (b"content-length", b"1")], 400),
         ([(b":method", b"GET"), (b":scheme", b"ftp"), (b":authority", b"a"), (b":path", b"/")], 400),
         ([*GET, *[(b"x-%d" % i, b"v") for i in range(100)]], 431),
         ([*GET, (b"x", b"v" * 8190)], 431),
     ],
-    ids=["method", "target-form", "asterisk", "fragment", "space", "target-length", "two-lengths", "scheme",
-         "field-count", "field-size"],
+    ids=["method", "target-form", "asterisk", "fragment", "space", "non-ascii", "target-length",
+         "two-lengths", "scheme", "field-count", "field-size"],
 )  # fmt: skip
 def test_refusals_get_the_status_http1_gives(fields, status):
     server = Server()

@@ -60,7 +60,8 @@ ONLY_IN = {
     "gunicorn": "gunicorn_worker.py",
     "prometheus_client": "metrics/exposition.py",
     "websockets": "ws",
-    "h2": "http2/session.py",
+    "h2": ("http2/session.py", "http2/tuned.py"),
+    "hpack": ("http2/tuned.py",),
 }
 
 
@@ -85,16 +86,17 @@ def test_foreign_library_imported_in_one_place(library):
     users = sorted(
         str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if library in imported_modules(path)
     )
-    assert users and all(
-        user == ONLY_IN[library] or user.startswith(ONLY_IN[library] + "/") for user in users
-    )
+    allowed = ONLY_IN[library]
+    places = (allowed,) if isinstance(allowed, str) else allowed
+    assert users and all(user in places or user.startswith(tuple(p + "/" for p in places)) for user in users)
 
 
 def test_layers_point_one_way():
-    # asgi_worker never imports supervisor; http/ reaches ws/ only through context.UpgradeHandler.
+    # asgi_worker never imports supervisor; http/ and http2/ reach ws/ only through
+    # context.UpgradeHandler (HTTP/2: take_over_stream, RFC 8441).
     for path in PACKAGE.rglob("*.py"):
         assert "supervisor" not in imported_modules(path), path
-    for path in (PACKAGE / "http").rglob("*.py"):
+    for path in [*(PACKAGE / "http").rglob("*.py"), *(PACKAGE / "http2").rglob("*.py")]:
         tree = ast.parse(path.read_text())
         modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not any(module.startswith("asgi_worker.ws") for module in modules), path
