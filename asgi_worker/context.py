@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from asgi_worker.http.cycle import HttpCycle
     from asgi_worker.http.events import RequestHead
     from asgi_worker.http.scope import ConnectionFacts
+    from asgi_worker.http2.events import StreamOpened
     from asgi_worker.log import AccessLog
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ServedConnection",
     "ServerContext",
     "ServerState",
+    "StreamTunnel",
     "UpgradeHandler",
     "build_context",
     "start_in_fresh_context",
@@ -70,6 +72,26 @@ class UpgradeHandler(Protocol):
         rest: bytes,
     ) -> None:
         """Serve the handshake ``head`` on ``transport`` from now on; ``rest`` are the bytes after it."""
+
+    def take_over_stream(
+        self,
+        ctx: ServerContext,
+        connection: ServedConnection,
+        transport: asyncio.BaseTransport,
+        opened: StreamOpened,
+        facts: ConnectionFacts,
+    ) -> None:
+        """Serve the RFC 8441 extended CONNECT ``opened`` (``:protocol`` set) of the HTTP/2
+        ``connection`` (an ``http2.connection.Http2Connection``) as a WebSocket from now on
+        (``http2.tunnel``); ``transport`` is the connection's own."""
+
+
+class StreamTunnel(Protocol):
+    """An HTTP/2 stream the WebSocket side serves (``http2.tunnel.TunnelStream``), as its connection
+    sees it: no ``HttpCycle``; the stream's DATA and END_STREAM go here."""
+
+    def received(self, data: bytes, flow_length: int) -> None: ...
+    def ended(self) -> None: ...
 
 
 class RequestHooks(Protocol):
@@ -286,7 +308,12 @@ def build_context(
         reset_contextvars=config.reset_contextvars,
         disconnect_grace=config.disconnect_grace_period,
         hooks=hooks,
-        http2=Http2Limits(max_concurrent_streams=config.http2_max_concurrent_streams)
+        http2=Http2Limits(
+            max_concurrent_streams=config.http2_max_concurrent_streams,
+            # RFC 8441 WebSockets over HTTP/2, offered with WebSockets on (--limit-request-body
+            # does not apply to a tunnel's bytes; --ws-max-size bounds its messages).
+            enable_connect_protocol=ws is not None,
+        )
         if config.http2
         else None,
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asgi_worker.errors import AppProtocolError
 from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow
@@ -51,7 +51,7 @@ from asgi_worker.http2.events import (
 from asgi_worker.http2.session import Http2Session
 
 if TYPE_CHECKING:
-    from asgi_worker.context import ServerContext
+    from asgi_worker.context import ServerContext, StreamTunnel
     from asgi_worker.http.scope import ConnectionFacts
 
 __all__ = ["Http2Connection", "Http2Stream", "take_over"]
@@ -320,6 +320,8 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
                     stream._unacked += event.flow_length
                     stream.waiting_since = 0.0  # the app's turn: the client is not late meanwhile
                     stream.cycle.feed_body(event.data)
+                elif stream is not None and type(stream) is not Http2Stream:  # RFC 8441 (http2/tunnel.py)
+                    cast("StreamTunnel", stream).received(event.data, event.flow_length)
                 else:  # the app is gone: the window still has to reopen
                     self.session.consumed(event.stream_id, event.flow_length)
             elif kind is StreamOpened:
@@ -329,6 +331,8 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
                 if stream is not None and stream.cycle is not None:
                     self.receiving.discard(stream)
                     stream.cycle.end_body()
+                elif stream is not None and type(stream) is not Http2Stream:  # RFC 8441 (http2/tunnel.py)
+                    cast("StreamTunnel", stream).ended()
             elif kind is WindowOpened:
                 if event.stream_id == 0:
                     for blocked in list(self.blocked):
@@ -358,6 +362,10 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
 
     def _open(self, event: StreamOpened) -> None:
         ctx = self._ctx
+        if event.protocol is not None:  # RFC 8441 extended CONNECT: a WebSocket, served by ws/ through
+            assert ctx.ws is not None  # http2/tunnel.py (the setting is offered only with WebSockets on)
+            ctx.ws.take_over_stream(ctx, self, self._transport, event, self._facts)
+            return
         head = event.head
         stream = self.streams[event.stream_id] = Http2Stream(self, event.stream_id)
         cycle = stream.cycle = HttpCycle(

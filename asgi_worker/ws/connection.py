@@ -16,6 +16,8 @@ Rules:
   the transport is above its write high-water mark.
 - Graceful stop: an open WebSocket gets close 1012 and the app ``websocket.disconnect`` 1012; one
   still in its handshake gets 503.
+- Over HTTP/2 (RFC 8441, ``WebSocketStream``) all of the above holds on an ``http2.tunnel``
+  transport; only the handshake's answers differ: the stream's response head instead of bytes.
 """
 
 from __future__ import annotations
@@ -25,24 +27,34 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, cast
 
+from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from asgi_worker.context import start_in_fresh_context
 from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow, writelines_of
-from asgi_worker.http.response import CHUNKED, CHUNKED_END, encode_chunk, encode_error_response, plan_response
+from asgi_worker.http.response import (
+    CHUNKED,
+    CHUNKED_END,
+    encode_chunk,
+    encode_error_response,
+    plan_response,
+    reason_phrase,
+)
 from asgi_worker.http.scope import build_websocket_scope
 from asgi_worker.log import escape_controls, peer_text
-from asgi_worker.ws.handshake import Handshake, protocol_logger
+from asgi_worker.ws.handshake import Handshake, StreamHandshake, protocol_logger
 from asgi_worker.ws.session import WsSession
 from asgi_worker.ws.wire import LARGE_PAYLOAD, ReadMemory, StockFrames, frames_type
 
 if TYPE_CHECKING:
-    from asgi_worker.context import ServerContext
+    from asgi_worker.context import ServedConnection, ServerContext
     from asgi_worker.http.events import RequestHead
     from asgi_worker.http.scope import ConnectionFacts
+    from asgi_worker.http2.events import StreamOpened
+    from asgi_worker.http2.tunnel import Http2Tunnel
 
-__all__ = ["CLOSE_TIMEOUT", "WebSocketConnection", "WsSettings"]
+__all__ = ["CLOSE_TIMEOUT", "WebSocketConnection", "WebSocketStream", "WsSettings"]
 
 logger = logging.getLogger("asgi_worker.error")
 
@@ -85,6 +97,23 @@ class WsSettings:
         transport.set_protocol(connection)
         connection.start(head, facts, rest)
 
+    def take_over_stream(
+        self,
+        ctx: ServerContext,
+        connection: ServedConnection,
+        transport: asyncio.BaseTransport,
+        opened: StreamOpened,
+        facts: ConnectionFacts,
+    ) -> None:
+        """Serve an HTTP/2 extended CONNECT (RFC 8441) as a new ``WebSocketStream``."""
+        from asgi_worker.http2.tunnel import open_tunnel  # imports h2: only HTTP/2 connections get here
+
+        tunnel = open_tunnel(connection, transport, opened.stream_id)
+        websocket = WebSocketStream(ctx, self, tunnel)
+        tunnel.set_protocol(websocket)
+        assert opened.protocol is not None
+        websocket.start_stream(opened.head, opened.protocol, facts)
+
 
 class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
     """One upgraded connection. Registered in ``ctx.connections`` like an HTTP one."""
@@ -126,14 +155,18 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
             self._transport.write(handshake.refusal(ctx.defaults))
             self._transport.close()
             return
+        self._run_app(scope)
+        self._early = rest
+        self._set_reading(len(rest) <= _EARLY_LIMIT)
+
+    def _run_app(self, scope: dict[str, Any]) -> None:
+        ctx = self._ctx
         session = self._session = WsSession(self, scope, self._settings.max_queue)
         coro = session.run_asgi(ctx.app, ctx)
         task = session.task = (
             start_in_fresh_context(ctx.loop, coro) if ctx.reset_contextvars else ctx.loop.create_task(coro)
         )
         ctx.tasks.add(task)
-        self._early = rest
-        self._set_reading(len(rest) <= _EARLY_LIMIT)
 
     # asyncio.BufferedProtocol
 
@@ -254,10 +287,9 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
 
     def accept(self, subprotocol: str | None, headers: Any) -> None:
         """Write the 101 and start speaking WebSocket frames."""
-        assert self._handshake is not None
         if self._gone:
             return
-        self._transport.write(self._handshake.switching_head(subprotocol, headers, self._ctx.defaults))
+        extensions = self._answer_accept(subprotocol, headers)
         counts = self._ctx.counts
         counts.ws_total += 1
         counts.ws_open += 1
@@ -266,8 +298,7 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         # ServerFrames, or the stock protocol if the installed websockets changed (one warning).
         frames = frames_type()
         protocol = self._protocol = frames(settings.max_size, protocol_logger, settings.memory)
-        protocol.extensions = self._handshake.extensions
-        self._handshake = None
+        protocol.extensions = extensions
         logger.info("%s [accepted]", self._label)
         if settings.ping_interval:
             self._next_ping = self._ctx.loop.time() + settings.ping_interval
@@ -277,12 +308,24 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         if early:
             self.data_received(early)
 
+    def _answer_accept(self, subprotocol: str | None, headers: Any) -> list[Extension]:
+        """Write the handshake's success (the 101); the negotiated extensions."""
+        handshake = self._handshake
+        assert handshake is not None
+        self._transport.write(handshake.switching_head(subprotocol, headers, self._ctx.defaults))
+        self._handshake = None
+        return handshake.extensions
+
     def refuse(self, status: int) -> None:
         """Answer the handshake with a plain error response (403 for close-before-accept, 500)."""
         if not self._gone:
             logger.info("%s %d", self._label, status)
-            self._transport.write(encode_error_response(status, self._ctx.defaults))
-            self._transport.close()
+            self._answer_error(status)
+
+    def _answer_error(self, status: int) -> None:
+        """A plain-text error response instead of the handshake's success, then the end."""
+        self._transport.write(encode_error_response(status, self._ctx.defaults))
+        self._transport.close()
 
     def deny(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
         """Write part of a denial response (``websocket.http.response.*``); close after the last part."""
@@ -389,11 +432,73 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
             session.disconnected(1012, "")
         if self._protocol is None:
             if not self._gone:
-                self._transport.write(encode_error_response(503, self._ctx.defaults))
-                self._transport.close()
+                self._answer_error(503)
             return
         self.close(1012, "")
 
     def abort(self) -> None:
         """Forced stop: drop the connection now."""
         self._transport.abort()
+
+
+class WebSocketStream(WebSocketConnection):
+    """A WebSocket over one HTTP/2 stream (RFC 8441): the same frames, limits and deadlines over an
+    ``http2.tunnel.Http2Tunnel``; the handshake is answered by the stream's response head (200, or
+    the refusal HTTP/1.1 would give) instead of HTTP/1.1 bytes. The HTTP/2 connection stays one
+    connection of its own: a WebSocket's end is its stream's (END_STREAM, or RST_STREAM)."""
+
+    def __init__(self, ctx: ServerContext, settings: WsSettings, tunnel: Http2Tunnel) -> None:
+        super().__init__(ctx, settings, tunnel)
+        self._tunnel = tunnel
+        self._stream_handshake: StreamHandshake | None = None
+
+    def start_stream(self, head: RequestHead, protocol: bytes, facts: ConnectionFacts) -> None:
+        """Check the extended CONNECT; answer a bad one, or start the app on a good one."""
+        self._ctx.connections.add(self)
+        tunnel = self._tunnel
+        tunnel.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        handshake = self._stream_handshake = StreamHandshake(head, protocol, self._settings.deflate)
+        scope = build_websocket_scope(head, facts, handshake.offered_subprotocols)
+        scope["extensions"].pop("http.response.trailers", None)  # the HTTP/2 streams' offer, not ours
+        self._label = f'{peer_text(scope.get("client"))} - "WebSocket {scope["raw_path"].decode("latin-1")}"'
+        if not handshake.accepted:  # a bad handshake: one line, no traceback; the app never runs
+            status, fields, body = handshake.refusal()
+            logger.info("%s %d %s", self._label, status, escape_controls(handshake.reason))
+            tunnel.respond(status, fields)
+            tunnel.write(body)
+            tunnel.close()
+            return
+        self._run_app(scope)
+
+    def _answer_accept(self, subprotocol: str | None, headers: Any) -> list[Extension]:
+        handshake = self._stream_handshake
+        assert handshake is not None
+        self._tunnel.respond(200, handshake.accept_fields(subprotocol, headers))
+        self._stream_handshake = None
+        return handshake.extensions
+
+    def _answer_error(self, status: int) -> None:
+        body = reason_phrase(status).encode()
+        fields = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        self._tunnel.respond(status, fields)
+        self._tunnel.write(body)
+        self._tunnel.close()
+
+    def deny(self, status: int, headers: Any, body: bytes, more_body: bool) -> None:
+        """Part of a denial response (``websocket.http.response.*``): its head first, then DATA."""
+        if self._gone:
+            return
+        tunnel = self._tunnel
+        if self._stream_handshake is not None:  # the first body message carries the head
+            tunnel.respond(status, headers)  # a bad head raises here, unsent
+            self._stream_handshake = None
+        if body:
+            tunnel.write(body)
+        if not more_body:
+            tunnel.close()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._protocol is None and self._stream_handshake is None:  # a denial cut short: say so
+            self._tunnel.abort()
+            return
+        super().close(code, reason)

@@ -19,6 +19,8 @@ Rules:
 - The 101 head and a refusal carry our default header block (``server``, ``date``, ``--header``),
   replacing the library's own Date, so a WebSocket answer looks like every other answer of this
   server (and ``--no-date-header`` holds for it too).
+- Over HTTP/2 the handshake is an extended CONNECT (RFC 8441, ``StreamHandshake``): no key and no
+  accept; the same version, subprotocol and extension rules, answered with a 200 or a refusal.
 """
 
 from __future__ import annotations
@@ -31,16 +33,16 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
 from websockets.extensions import Extension
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.headers import parse_extension
+from websockets.headers import parse_extension, parse_subprotocol
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from asgi_worker.errors import AppProtocolError
-from asgi_worker.http.events import RequestHead
+from asgi_worker.http.events import BODY_CHUNKED, RequestHead
 from asgi_worker.http.headers import is_safe_value, is_token
 from asgi_worker.http.response import DefaultHeaderBlock
 
-__all__ = ["WEBSOCKET_VERSION", "Handshake", "protocol_logger"]
+__all__ = ["WEBSOCKET_VERSION", "Handshake", "StreamHandshake", "protocol_logger"]
 
 # The library logs "connection open" and the like at INFO for every connection; ours logs what
 # operators need. Its warnings and errors still reach asgi_worker.error.
@@ -126,6 +128,92 @@ class Handshake:
         )
         lines.append(b"\r\n")
         return b"".join(lines)
+
+
+class StreamHandshake:
+    """An RFC 8441 extended CONNECT: a WebSocket opened on an HTTP/2 stream (RFC 8441 5).
+
+    The request is ``CONNECT`` with ``:protocol: websocket`` (``:scheme``, ``:path`` and
+    ``:authority`` are checked by ``http2/request.py``), ``sec-websocket-version: 13``, and a stream
+    left open for the frames. Sec-WebSocket-Key/Accept, Connection and Upgrade are not used.
+    Subprotocols and extensions are offered as over HTTP/1.1 and read by the websockets library
+    (per-message-deflate is negotiated with ``--ws-per-message-deflate``, as there). A refusal is the
+    HTTP/1.1 one with its status, except a bad version: 400, since 426 needs an ``Upgrade`` header,
+    which HTTP/2 forbids (RFC 9110 15.5.22, RFC 9113 8.2.2); it names version 13 all the same.
+    """
+
+    __slots__ = ("extensions", "extensions_header", "offered_subprotocols", "reason", "response")
+
+    def __init__(self, head: RequestHead, protocol: bytes, deflate: bool) -> None:
+        headers = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers)
+        self.extensions: list[Extension] = []
+        self.extensions_header: str | None = None
+        self.offered_subprotocols: list[str] = []
+        self.response: Response | None = None  # the refusal; None: accepted
+        self.reason = ""
+        refused = _refuse_stream(head, protocol, headers)
+        if refused is None:
+            try:
+                self.offered_subprotocols = [
+                    str(name) for value in headers.get_all("Sec-WebSocket-Protocol")
+                    for name in parse_subprotocol(value)
+                ]  # fmt: skip
+                library = ServerProtocol(
+                    extensions=enable_server_permessage_deflate(None) if deflate else None,
+                    logger=protocol_logger,
+                )
+                self.extensions_header, self.extensions = library.process_extensions(headers)
+            except InvalidHandshake as exc:
+                refused = _refused(HTTPStatus.BAD_REQUEST, str(exc))
+        if refused is not None:
+            self.response, self.reason = refused
+
+    @property
+    def accepted(self) -> bool:
+        return self.response is None
+
+    def refusal(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """``(status, fields, body)`` of a refused request: the stream's response, then its end."""
+        response = self.response
+        assert response is not None
+        fields = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers.raw_items()
+            if name.lower() not in ("date", "connection", "upgrade")
+        ]
+        return response.status_code, fields, bytes(response.body or b"")
+
+    def accept_fields(self, subprotocol: str | None, headers: Any) -> list[tuple[bytes, bytes]]:
+        """The 200's fields for ``websocket.accept`` (the stream's head adds the defaults).
+        Raises ``AppProtocolError`` for a bad app header."""
+        fields: list[tuple[bytes, bytes]] = []
+        if self.extensions_header is not None:
+            fields.append((b"sec-websocket-extensions", self.extensions_header.encode("latin-1")))
+        if subprotocol is not None:
+            fields.append((b"sec-websocket-protocol", _header_value(subprotocol.encode("latin-1"))))
+        for name, value in headers or ():
+            if not is_token(name):
+                raise AppProtocolError(f"invalid response header {name!r}: {value!r}")
+            fields.append((name, _header_value(value)))
+        return fields
+
+
+def _refuse_stream(head: RequestHead, protocol: bytes, headers: Headers) -> tuple[Response, str] | None:
+    """Our answer and reason for an extended CONNECT RFC 8441 refuses; ``None`` to go on."""
+    if protocol != b"websocket":
+        reason = f"unsupported :protocol {protocol.decode('latin-1')!r}; expected websocket"
+        return _refused(HTTPStatus.NOT_IMPLEMENTED, reason)
+    if head.body_length != BODY_CHUNKED:  # END_STREAM at once, or a content-length
+        return _refused(HTTPStatus.BAD_REQUEST, "a WebSocket stream stays open and has no content-length")
+    versions = headers.get_all("Sec-WebSocket-Version")
+    if versions != [WEBSOCKET_VERSION]:
+        got = ", ".join(versions) if versions else "none"
+        return _refused(
+            HTTPStatus.BAD_REQUEST,
+            f"unsupported Sec-WebSocket-Version; expected {WEBSOCKET_VERSION}; got {got}",
+            ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
+        )
+    return None
 
 
 def _refuse_before_the_library(
