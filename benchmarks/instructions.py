@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CURRENT = "current"
+OTHER_SERVERS = ("uvicorn", "ceiling")  # entries that are not our commits: the same app on those
 WARMUP = 200
 CONNECTIONS = 4
 START_TIMEOUT = 60.0  # callgrind makes startup some 50 times slower
@@ -93,16 +94,20 @@ def wait_accepting(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"server did not accept on {port} within {START_TIMEOUT:.0f} s")
 
 
-def total_instructions(tree: Path, app: str, requests: int, python: str, scratch: Path, h2: int) -> int:
+def total_instructions(
+    tree: Path, app: str, requests: int, python: str, scratch: Path, h2: int, server: str
+) -> int:
     """Instructions of one whole server run (startup, ``WARMUP + requests`` GETs, shutdown)."""
     port = free_port()
     out = scratch / f"callgrind.{port}.out"
-    command = [
-        *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
-        *(python, "-m", "asgi_worker", app, "--port", str(port)),
-        *("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"),
-        *(("--http2",) if h2 else ()),
-    ]
+    quiet = ("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning")
+    if server == "uvicorn":
+        serve = [python, "-m", "uvicorn", app, "--port", str(port), *quiet]
+    elif server == "ceiling":  # the least ASGI server (ceiling.py --asgi): what any server must spend
+        serve = [python, str(ROOT / "benchmarks" / "ceiling.py"), "--port", str(port), "--asgi", app]
+    else:
+        serve = [python, "-m", "asgi_worker", app, "--port", str(port), *quiet, *(("--http2",) if h2 else ())]
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *serve]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}
     proc = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -125,16 +130,22 @@ def total_instructions(tree: Path, app: str, requests: int, python: str, scratch
     raise SystemExit(f"no instruction count in {out}")
 
 
-def count(tree: Path, app: str, requests: int, python: str, scratch: Path, h2: int) -> int:
+def count(
+    tree: Path, app: str, requests: int, python: str, scratch: Path, h2: int, server: str = "ours"
+) -> int:
     """Instructions per request: two whole runs, ``requests`` apart, so startup and shutdown cancel."""
-    once = total_instructions(tree, app, requests, python, scratch, h2)
-    twice = total_instructions(tree, app, 2 * requests, python, scratch, h2)
+    once = total_instructions(tree, app, requests, python, scratch, h2, server)
+    twice = total_instructions(tree, app, 2 * requests, python, scratch, h2, server)
     return (twice - once) // requests
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("commits", nargs="+", help="git revisions, or 'current' for the working copy")
+    parser.add_argument(
+        "commits",
+        nargs="+",
+        help="git revisions, 'current' for the working copy, 'uvicorn' or 'ceiling' (ceiling.py --asgi)",
+    )
     parser.add_argument("--app", default="apps:plain", help="module:attribute, benchmarks/ on the path")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--python", default=sys.executable)
@@ -151,6 +162,12 @@ def main() -> int:
         scratch = Path(tmp)
         for index, commit in enumerate(args.commits):
             tree = ROOT
+            if commit in OTHER_SERVERS:
+                results.append(
+                    (commit, count(tree, args.app, args.requests, args.python, scratch, 0, commit))
+                )
+                print(f"{commit:12} {results[-1][1]:>9} instructions/request", flush=True)
+                continue
             if commit != CURRENT:
                 tree = scratch / f"tree{index}"
                 subprocess.run(
