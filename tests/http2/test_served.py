@@ -6,18 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 from hyperframe.frame import DataFrame, SettingsFrame
 
 from asgi_worker.http2.events import ErrorCode
-from tests.conftest import read_response
+from tests.conftest import read_response, run_server
 from tests.http2.peer import PREFACE
 from tests.http2.served import (
     LOOPS,
@@ -62,6 +66,76 @@ def test_curl_over_tls_picks_its_protocol_by_alpn(loop, tls_files):
     )
     assert h1.stdout.startswith("HTTP/1.1 200"), h1.stdout + h1.stderr
     assert json.loads(h1.stdout.split("\n\n", 1)[1])["http_version"] == "1.1"
+
+
+@pytest.fixture(scope="module")
+def mtls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A CA; a server certificate and a client certificate it signed, each with its key (paths)."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("client@example.test", common_name="alice, the client")
+    folder = tmp_path_factory.mktemp("mtls")
+    blobs = {
+        "ca": ca.cert_pem.bytes(),
+        "cert": b"".join(blob.bytes() for blob in server.cert_chain_pems),
+        "key": server.private_key_pem.bytes(),
+        "client_cert": b"".join(blob.bytes() for blob in client.cert_chain_pems),
+        "client_key": client.private_key_pem.bytes(),
+    }
+    for name, blob in blobs.items():
+        (folder / f"{name}.pem").write_bytes(blob)
+    return {name: str(folder / f"{name}.pem") for name in blobs}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl (Debian's, built with nghttp2)")
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_required_client_certificate_over_http2(loop, mtls_files):
+    """--ssl-cert-reqs 2: a client with a certificate the CA signed gets h2 by ALPN, and its
+    streams the same TLS extension (its certificate included) as an HTTP/1.1 request; a client
+    without one fails the handshake, never reaches the app, and costs the next client nothing."""
+    seen: list[str] = []
+
+    async def tls_scope(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        seen.append(scope["http_version"])
+        facts = {"http_version": scope["http_version"], "tls": scope["extensions"]["tls"]}
+        await respond(send, 200, json.dumps(facts).encode())
+
+    settings = {
+        **tls_options(mtls_files),
+        "ssl_ca_certs": mtls_files["ca"],
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+    }
+    trust = ("--cacert", mtls_files["ca"])
+    identity = ("--cert", mtls_files["client_cert"], "--key", mtls_files["client_key"])
+    with run_server(tls_scope, loop, http2=True, **settings) as server:
+        h2 = curl("--http2", *trust, *identity, f"{server.url}/")
+        h1 = curl("--http1.1", *trust, *identity, f"{server.url}/")
+        anonymous = curl("--http2", *trust, f"{server.url}/")
+        after = curl("--http2", *trust, *identity, f"{server.url}/")
+    # In debug mode (only) asyncio hands the refused handshake to the loop's exception handler.
+    refused = "Error on transport creation for incoming connection"
+    errors = [
+        e
+        for e in server.loop_errors
+        if e.get("message") != refused or not isinstance(e.get("exception"), ssl.SSLError)
+    ]
+    assert not errors, f"event loop reported errors: {errors}"
+    assert h2.stdout.startswith("HTTP/2 200"), h2.stdout + h2.stderr
+    assert h1.stdout.startswith("HTTP/1.1 200"), h1.stdout + h1.stderr
+    over_h2, over_h1 = (json.loads(answer.stdout.split("\n\n", 1)[1]) for answer in (h2, h1))
+    assert (over_h2["http_version"], over_h1["http_version"]) == ("2", "1.1")
+    tls = over_h2["tls"]
+    assert tls == over_h1["tls"]
+    assert len(tls["client_cert_chain"]) == 1
+    client_cert = Path(mtls_files["client_cert"]).read_text()
+    assert ssl.PEM_cert_to_DER_cert(tls["client_cert_chain"][0]) == ssl.PEM_cert_to_DER_cert(client_cert)
+    assert tls["client_cert_name"].startswith("CN=alice\\, the client"), tls["client_cert_name"]
+    assert tls["client_cert_error"] is None
+    assert anonymous.returncode != 0 and "HTTP/" not in anonymous.stdout, anonymous
+    assert after.stdout.startswith("HTTP/2 200"), after.stdout + after.stderr
+    assert seen == ["2", "1.1", "2"]
 
 
 @pytest.mark.parametrize("loop", LOOPS)

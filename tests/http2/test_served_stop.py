@@ -1,15 +1,18 @@
 """HTTP/2 through a graceful stop and in real processes: ``python -m asgi_worker --http2`` and
-``asgi-supervise --http2``, stopped by real signals with a stream in flight."""
+``asgi-supervise --http2``, stopped by real signals or recycled by ``--limit-max-requests`` with
+streams in flight."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from asgi_worker.http2.events import ErrorCode
@@ -95,3 +98,112 @@ def test_asgi_supervise_http2_serves_curl_and_drains_on_sigterm(tmp_path):
             response = stop_with_a_stream_in_flight(client, in_flight, lambda: sup.signal(signal.SIGTERM))
         assert sup.proc.wait(TIMEOUT * 2) == 0, sup.log
     assert b'"pid"' in response.body
+
+
+# Held in the app until the test creates the gate file: the streams are in flight for as long as
+# the test needs (a replacement worker booting), not for a guessed number of seconds. A held answer
+# is larger than a stream's default window, so part of each one is sent after the GOAWAY.
+_GATED_APP = """
+import asyncio, json, os
+
+HELD_PADDING = {padding}
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    facts = {{"pid": os.getpid()}}
+    if scope["path"] == "/held":
+        with open(os.environ["ASGI_WORKER_TEST_IN_FLIGHT"], "a") as marker:
+            marker.write(f"{{os.getpid()}}\\n")
+        for _ in range(6000):  # a minute at most, should the test never open the gate
+            if os.path.exists(os.environ["ASGI_WORKER_TEST_GATE"]):
+                break
+            await asyncio.sleep(0.01)
+        facts.update(n=scope["query_string"].decode(), pad="." * HELD_PADDING)
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": json.dumps(facts).encode()}})
+"""
+
+HELD_PADDING = 100_000
+
+
+def gated_app(folder: Path) -> dict[str, str]:
+    """Write ``gated:app`` into ``folder``; the environment to serve it in (its marker and gate
+    files in ``folder`` too)."""
+    (folder / "gated.py").write_text(_GATED_APP.format(padding=HELD_PADDING))
+    return {**in_flight_env(folder / "in-flight"), "ASGI_WORKER_TEST_GATE": str(folder / "gate")}
+
+
+def held_through_the_limit(port: int, limit: int, folder: Path) -> list[int]:
+    """On one connection, ``limit`` requests held in the app, the last of them reaching
+    ``--limit-max-requests``. While all are held the client must get GOAWAY NO_ERROR naming the
+    last one and see a stream opened after it refused; once the gate opens, every held stream
+    gets its whole answer, then the server closes. Returns the pids that answered."""
+    with H2Peer(("127.0.0.1", port)) as client:
+        held = [client.request(b"/held?%d" % n) for n in range(limit)]
+        wait_in_flight(folder / "in-flight", count=limit)
+        assert client.read(lambda: client.goaway is not None, TIMEOUT * 2), client.summary()
+        assert client.goaway is not None
+        assert (client.goaway.error_code, client.goaway.last_stream_id) == (ErrorCode.NO_ERROR, held[-1])
+        assert not any(client.streams[s].done for s in held), client.summary()
+        late = client.request(b"/late")
+        assert client.read(lambda: client.streams[late].done), client.summary()
+        assert client.streams[late].reset == ErrorCode.REFUSED_STREAM, client.summary()
+        assert client.streams[late].status is None
+        (folder / "gate").touch()
+        answers = [client.response(s, TIMEOUT * 2) for s in held]
+        assert client.read_until_closed(), client.summary()
+    pids = []
+    for n, answer in enumerate(answers):
+        assert (answer.status, answer.ended, answer.reset) == (200, True, None), client.summary()
+        facts = json.loads(answer.body)
+        assert (facts["n"], facts["pad"]) == (str(n), "." * HELD_PADDING)
+        pids.append(facts["pid"])
+    return pids
+
+
+def h2_pid(port: int) -> int:
+    """The pid of the process that answers a new HTTP/2 connection."""
+    with H2Peer(("127.0.0.1", port)) as client:
+        response = client.response(client.request(b"/"))
+    assert response.status == 200, client.summary()
+    pid: int = json.loads(response.body)["pid"]
+    return pid
+
+
+LIMIT = 3
+
+
+def test_asgi_supervise_http2_recycles_a_worker_with_its_streams_in_flight(tmp_path):
+    """The worker reaches --limit-max-requests with all of one connection's streams in its app:
+    it keeps serving them until its replacement is ready, then drains with GOAWAY; the next
+    connection is the replacement's."""
+    env = gated_app(tmp_path)
+    limits = ("--limit-max-requests", str(LIMIT), "--limit-max-requests-jitter", "0")
+    args = ("--app-dir", str(tmp_path), "--http2", "--workers", "1", *limits)
+    with supervise("gated:app", *args, env=env) as sup:
+        [old] = sup.workers()
+        pids = held_through_the_limit(sup.port, LIMIT, tmp_path)
+        assert pids == [old.pid] * LIMIT
+        _gone, alive = psutil.wait_procs([old], timeout=TIMEOUT)
+        assert alive == [], sup.log
+        new = h2_pid(sup.port)
+        assert new != old.pid and [p.pid for p in sup.workers()] == [new]
+        log = sup.log
+    assert log.count("asks to be recycled: max-requests") == 1, log
+    assert f"Stopping worker {old.pid}" in log, log
+
+
+def test_python_m_asgi_worker_http2_stops_at_the_request_limit_with_its_streams_in_flight(tmp_path):
+    """A single process reaching --limit-max-requests stops as on SIGTERM: GOAWAY, the held
+    streams finish, no more connections, exit 0."""
+    env = gated_app(tmp_path)
+    limits = ("--limit-max-requests", str(LIMIT), "--limit-max-requests-jitter", "0")
+    with python_m_server("--app-dir", str(tmp_path), "--http2", *limits, "gated:app", env=env) as running:
+        pids = held_through_the_limit(running.port, LIMIT, tmp_path)
+        assert running.proc.wait(TIMEOUT) == 0, running.text()
+        assert not accepting(running.port)
+        log = running.text()
+    assert pids == [running.proc.pid] * LIMIT
+    assert f"Maximum request limit of {LIMIT} exceeded" in log, log
