@@ -205,15 +205,20 @@ def _refuse_stream(head: RequestHead, protocol: bytes, headers: Headers) -> tupl
         return _refused(HTTPStatus.NOT_IMPLEMENTED, reason)
     if head.body_length != BODY_CHUNKED:  # END_STREAM at once, or a content-length
         return _refused(HTTPStatus.BAD_REQUEST, "a WebSocket stream stays open and has no content-length")
+    # HTTP/2 has no Upgrade header, so no 426 (which must carry one): a 400 naming the version.
+    return _refuse_version(headers, HTTPStatus.BAD_REQUEST)
+
+
+def _refuse_version(
+    headers: Headers, status: HTTPStatus, *extra: tuple[str, str]
+) -> tuple[Response, str] | None:
+    """``status`` with the version we speak unless the request asks for exactly that one (RFC 6455 4.4)."""
     versions = headers.get_all("Sec-WebSocket-Version")
-    if versions != [WEBSOCKET_VERSION]:
-        got = ", ".join(versions) if versions else "none"
-        return _refused(
-            HTTPStatus.BAD_REQUEST,
-            f"unsupported Sec-WebSocket-Version; expected {WEBSOCKET_VERSION}; got {got}",
-            ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
-        )
-    return None
+    if versions == [WEBSOCKET_VERSION]:
+        return None
+    got = ", ".join(versions) if versions else "none"
+    reason = f"unsupported Sec-WebSocket-Version; expected {WEBSOCKET_VERSION}; got {got}"
+    return _refused(status, reason, *extra, ("Sec-WebSocket-Version", WEBSOCKET_VERSION))
 
 
 def _refuse_before_the_library(
@@ -234,15 +239,9 @@ def _refuse_before_the_library(
         )
     if head.body_length:
         return _refused(HTTPStatus.BAD_REQUEST, "a handshake request has no body")
-    versions = headers.get_all("Sec-WebSocket-Version")
-    if versions != [WEBSOCKET_VERSION]:
-        got = ", ".join(versions) if versions else "none"
-        return _refused(
-            HTTPStatus.UPGRADE_REQUIRED,
-            f"unsupported Sec-WebSocket-Version; expected {WEBSOCKET_VERSION}; got {got}",
-            ("Upgrade", "websocket"),
-            ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
-        )
+    refusal = _refuse_version(headers, HTTPStatus.UPGRADE_REQUIRED, ("Upgrade", "websocket"))
+    if refusal is not None:
+        return refusal
     if not deflate:  # the library parses the header only when it has extensions to offer
         try:
             for value in headers.get_all("Sec-WebSocket-Extensions"):
