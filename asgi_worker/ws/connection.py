@@ -6,7 +6,11 @@ Rules:
   which the event loop reads into directly: a ``BufferedProtocol``; or ``wire.StockFrames``, after
   one warning, if the installed websockets changed what wire.py relies on). It answers pings and close
   frames itself; after every call we write ``data_to_send()`` (an empty chunk there means "close
-  the TCP connection", which the server side does first, RFC 6455 7.1.1).
+  the TCP connection", which the server side does first, RFC 6455 7.1.1). We close by sending our
+  FIN and reading, dropped, until the client's, for up to ``LINGER_SECONDS`` (as HTTP refusals
+  do): a client still sending when the library failed the connection (the rest of a message over
+  ``--ws-max-size``, say) then reads our close frame instead of a reset. Where there is no
+  half-close (TLS, an HTTP/2 stream) the transport closes at once.
 - Frames are reassembled here into messages for the session; the library bounds their size
   (``--ws-max-size``: 1009) and checks the framing (1002). Text that is not UTF-8 is 1007.
 - Timers are deadlines swept by the server's tick, like HTTP keep-alive: the next ping, the pong it
@@ -33,6 +37,7 @@ from websockets.protocol import State
 
 from asgi_worker.context import start_in_fresh_context
 from asgi_worker.flow import WRITE_HIGH_WATER, WRITE_LOW_WATER, WriteFlow, writelines_of
+from asgi_worker.http.connection import LINGER_SECONDS
 from asgi_worker.http.response import (
     CHUNKED,
     CHUNKED_END,
@@ -281,7 +286,25 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         else:
             self._writelines(chunks)  # large payloads go out as the app's own objects
         if eof:
-            self._transport.close()
+            self._end_output()
+
+    def _end_output(self) -> None:
+        """The library has sent all it will (module docstring: the FIN, then reading until the
+        client's; ``eof_received`` or the deadline ends it)."""
+        transport = self._transport
+        if self._gone or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        try:
+            transport.write_eof()
+        except OSError:  # asyncio's shutdown() on a socket the peer has reset already
+            transport.close()
+            return
+        self._set_reading(True)  # a full queue paused reading; what comes now is dropped
+        self._close_due = self._ctx.loop.time() + LINGER_SECONDS
+        self._update_deadline()
 
     # WsHost: called by the session.
 
@@ -376,7 +399,9 @@ class WebSocketConnection(WriteFlow, asyncio.BufferedProtocol):
         if protocol.state is _OPEN:
             protocol.send_close(code, reason)
             self._flush()
-        self._close_due = self._ctx.loop.time() + CLOSE_TIMEOUT
+        due = self._ctx.loop.time() + CLOSE_TIMEOUT
+        if not self._close_due or due < self._close_due:  # never later than a linger already set
+            self._close_due = due
         self._update_deadline()
 
     def queue_drained(self) -> None:

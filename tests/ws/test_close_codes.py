@@ -212,6 +212,24 @@ def test_one_byte_over_max_size_is_1009(serve, fragmented):
     assert len(recorder.items) == 1
 
 
+def test_a_client_still_sending_past_max_size_reads_1009_not_a_reset(serve):
+    """The server fails the connection at the frame header of an 8 MiB message while the client is
+    still writing it. The server sends its FIN and drops what keeps coming instead of closing with
+    unread bytes (which makes the kernel answer with a reset): the client's whole write succeeds,
+    then it reads the 1009 close frame and a clean end of stream."""
+    recorder = Recorder()
+    with serve(echo_app(recorder), ws_max_size=LIMIT) as srv:
+        sock, _, reader = open_raw(address(srv))
+        with sock:
+            sock.settimeout(TIMEOUT)
+            sock.sendall(encode_frame(BINARY, b"x" * (8 * 1024 * 1024)))  # no ECONNRESET/EPIPE
+            frames = reader.frames_until_close()
+            assert [f.opcode for f in frames] == [CLOSE]
+            assert parse_close(frames[0].payload)[0] == 1009
+            assert reader.at_eof()
+    assert recorder.disconnect()["code"] == 1009
+
+
 def test_max_size_with_the_websockets_client(serve):
     recorder = Recorder()
     with serve(echo_app(recorder), ws_max_size=LIMIT) as srv, client(srv) as ws:
