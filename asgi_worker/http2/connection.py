@@ -18,6 +18,9 @@ Rules:
   100 Continue is awaited) is answered 408 after the request-body timeout, as in HTTP/1.1.
 - Graceful stop: GOAWAY NO_ERROR with the last stream id; open streams finish, then the connection
   closes. Abort: the transport is closed at once.
+- The session's refusals (``Http2Session.counts``) reach the server's counts as they happen: after
+  each feed, one comparison of the session's ``refusals`` total; only when it moved are the kinds
+  that moved added (``_count_refusals``), so nothing is counted twice and nothing per request.
 """
 
 from __future__ import annotations
@@ -264,6 +267,8 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
         self.deadline = 0.0
         self._flush_due = False
         self._closing = False
+        self._refusals = 0  # the session's ``refusals`` already in the server's counts
+        self._refused: dict[str, int] | None = None  # ... and its ``counts`` then (None: all 0)
 
     def take_over(self, received: bytes) -> None:
         """Serve the transport from now on; ``received`` are the bytes the HTTP/1.1 side already read."""
@@ -292,6 +297,8 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
         self.gone = True
         self._closing = True
         self._ctx.connection_closed(self)
+        if self.session.refusals != self._refusals:
+            self._count_refusals()
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             if stream.cycle is not None:
@@ -311,6 +318,8 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
     # Session events
 
     def _handle(self, events: list[Any]) -> None:
+        if self.session.refusals != self._refusals:  # rare: something was refused in this feed
+            self._count_refusals()
         streams = self.streams
         for event in events:
             kind = type(event)
@@ -359,6 +368,18 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
                 self._close()
                 return
         self.update_deadline()
+
+    def _count_refusals(self) -> None:
+        """Add what the session refused since the last call to the server's counts, by kind."""
+        session = self.session
+        before = self._refused
+        now = self._refused = dict(session.counts)
+        self._refusals = session.refusals
+        counts = self._ctx.counts
+        for kind, n in now.items():
+            added = n - before[kind] if before is not None else n
+            if added:
+                counts.refused_http2(kind, added)
 
     def _open(self, event: StreamOpened) -> None:
         ctx = self._ctx

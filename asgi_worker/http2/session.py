@@ -69,8 +69,8 @@ from asgi_worker.http2.tuned import ServerConnection, server_config
 
 __all__ = ["REFUSALS", "Http2Session"]
 
-# One key per kind of refusal, in ``Http2Session.counts``: the shell logs each at debug level and
-# metrics may count them. A GOAWAY's kinds first, then a stream's.
+# One key per kind of refusal, in ``Http2Session.counts`` (``refusals`` is their sum): the shell logs
+# each at debug level and the metrics count them. A GOAWAY's kinds first, then a stream's.
 REFUSALS = (
     "bad_preface",
     "frame_too_large",
@@ -144,6 +144,7 @@ class Http2Session:
         self.limits = limits
         self.settings = settings
         self.counts: dict[str, int] = dict.fromkeys(REFUSALS, 0)
+        self.refusals = 0  # the sum of ``counts``: one comparison tells the shell whether any moved
         self._clock = clock
         self._list_limit, self._list_hard_limit = header_list_sizes(limits)
         self._conn = ServerConnection(config=server_config())
@@ -411,7 +412,7 @@ class Http2Session:
         except RequestError as error:
             stream = self._streams[stream_id] = _Stream(stream_id, -1)
             stream.refused = True
-            self.counts["body_too_large" if error.status == 413 else "refused_request"] += 1
+            self._count("body_too_large" if error.status == 413 else "refused_request")
             self._events.append(StreamRefused(stream_id, error.status, error.detail))
             self._spend_reset()
             return
@@ -420,7 +421,7 @@ class Http2Session:
         self._opened_now.add(stream_id)
         self._events.append(StreamOpened(stream_id, request.head, request.scheme, request.protocol))
         if stream_id >= self._last_useful_id and self._goaway_last is None:
-            self.counts["stream_ids_exhausted"] += 1
+            self._count("stream_ids_exhausted")
             self.goaway(ErrorCode.NO_ERROR, stream_id)
 
     def _on_data(self, event: DataReceived) -> None:
@@ -436,7 +437,7 @@ class Http2Session:
         body_limit = self.limits.body
         if body_limit and stream.received > body_limit and not stream.tunnel:
             stream.refused = True
-            self.counts["body_too_large"] += 1
+            self._count("body_too_large")
             if flow:
                 self._conn.acknowledge_received_data(flow, stream_id)
             reason = f"request body over the {body_limit}-byte limit"
@@ -455,7 +456,7 @@ class Http2Session:
         try:
             trailers = read_trailers(event.headers)
         except Malformed as error:
-            self.counts["malformed_request"] += 1
+            self._count("malformed_request")
             self._reset_stream(stream, ErrorCode.PROTOCOL_ERROR, error.reason)
             return
         self._events.append(StreamTrailers(event.stream_id, trailers))
@@ -467,7 +468,7 @@ class Http2Session:
         stream.remote_done = True
         if not stream.refused:
             if stream.expected >= 0 and stream.received != stream.expected:  # ended by trailers
-                self.counts["content_length_mismatch"] += 1
+                self._count("content_length_mismatch")
                 self._reset_stream(stream, ErrorCode.PROTOCOL_ERROR, "body shorter than its content-length")
                 return
             self._events.append(StreamEnded(event.stream_id))
@@ -511,6 +512,10 @@ class Http2Session:
 
     # -- refusals ----------------------------------------------------------------------------------
 
+    def _count(self, kind: str) -> None:
+        self.counts[kind] += 1
+        self.refusals += 1
+
     def _check_data(self, stream_id: int, size: int, end_stream: bool) -> str | None:
         """The scanner's question on each DATA frame before h2 reads it: does it break the declared
         content-length (RFC 9113 8.1.1)? h2 would end the connection for it; we reset the stream."""
@@ -526,7 +531,7 @@ class Http2Session:
     def _refuse(self, kind: str, stream_id: int) -> None:
         """Act on the frame scanner's stop."""
         if stream_id:
-            self.counts[kind] += 1
+            self._count(kind)
             stream = self._streams.get(stream_id)
             if stream is not None:
                 reason = "body length differs from its content-length"
@@ -537,7 +542,7 @@ class Http2Session:
 
     def _refuse_stream(self, stream_id: int, code: int, kind: str, reason: str) -> None:
         """Reset a stream the shell has not heard of; it costs the peer from its reset budget."""
-        self.counts[kind] += 1
+        self._count(kind)
         self._conn.reset_stream(stream_id, code)
         self._events.append(StreamReset(stream_id, code, False, reason))
         self._spend_reset()
@@ -562,7 +567,7 @@ class Http2Session:
         else:
             kind = "protocol_error"
         if isinstance(error, ProtocolError):
-            self.counts[kind] += 1
+            self._count(kind)
             self._ended = True
             self._events.append(ConnectionEnded(int(error.error_code), self.highest_stream_id, str(error)))
         else:
@@ -570,7 +575,7 @@ class Http2Session:
 
     def _end(self, kind: str, code: int, reason: str) -> None:
         """End the connection with a GOAWAY carrying ``code``."""
-        self.counts[kind] += 1
+        self._count(kind)
         self._ended = True
         last = self.highest_stream_id
         try:

@@ -2,16 +2,17 @@
 
 Two tallies, so that a server without metrics pays nothing per request:
 - ``ServerCounts`` is always kept: connections accepted, refused, timed out, requests refused as
-  malformed, WebSockets. Each is one integer increment where it happens, per connection or
-  per refusal, never per request.
+  malformed, HTTP/2 refusals, WebSockets. Each is one integer increment where it happens, per
+  connection or per refusal, never per request.
 - ``RequestHistogram`` is kept only when metrics are on. Per finished request: four equality
   checks (the label set is usually the last one's), a comparison (the duration is usually
   in the first bucket) and four additions.
 
 Label sets stay bounded: the method is one of ``KNOWN_METHODS`` or ``_OTHER`` (a client chooses the
 method), the status is what the app sent (100-999, checked by ``response.plan_response``), the
-scheme is http/https/ws/wss (``proxy.py`` allows no other), the version is "1.0" or "1.1". No path,
-no client address.
+scheme is http/https/ws/wss (``proxy.py`` allows no other), the version is "1.0" or "1.1", an HTTP/2
+refusal's kind is one of ``http2/session.py``'s ``REFUSALS`` (the server's names, never the peer's).
+No path, no client address.
 
 A snapshot is cumulative (every counter since the process started), so a lost or repeated one is
 harmless, and adding the snapshots of the workers alive to the totals of the ones gone never goes
@@ -51,18 +52,24 @@ _FIRST_BOUND = DURATION_BUCKETS[1]  # the first bucket above 0 (row index 2)
 class ServerCounts:
     """Counters kept by every server, metrics on or off (integer increments, where things happen)."""
 
-    __slots__ = ("accepted", "malformed", "refused", "timeouts", "ws_open", "ws_total")
+    __slots__ = ("accepted", "http2_refusals", "malformed", "refused", "timeouts", "ws_open", "ws_total")
 
     def __init__(self) -> None:
         self.accepted = 0  # connections accepted
         self.refused = 0  # requests answered 503 by --limit-concurrency (the connection then closes)
         self.malformed: dict[int, int] = {}  # requests refused as malformed, by the status answered
         self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
+        # HTTP/2 streams and connections refused, by ``REFUSALS`` kind; empty until the first one (a
+        # server that never speaks HTTP/2 never touches it).
+        self.http2_refusals: dict[str, int] = {}
         self.ws_total = 0  # WebSocket connections accepted (101 sent)
         self.ws_open = 0
 
     def refused_malformed(self, status: int) -> None:
         self.malformed[status] = self.malformed.get(status, 0) + 1
+
+    def refused_http2(self, kind: str, count: int) -> None:
+        self.http2_refusals[kind] = self.http2_refusals.get(kind, 0) + count
 
 
 class FinishedRequest(Protocol):
@@ -174,6 +181,7 @@ def snapshot(
         "refused": counts.refused,
         "malformed": {str(status): n for status, n in list(counts.malformed.items())},
         "timeouts": dict(counts.timeouts),
+        "http2_refusals": dict(list(counts.http2_refusals.items())),
         "ws_total": counts.ws_total,
         # Gauges: only the living add them up.
         "open_connections": open_connections,
@@ -202,7 +210,7 @@ def _request_row(entry: object) -> tuple[tuple[str, int, str, str], list[float]]
 
 _COUNTERS = ("request_bytes", "response_bytes", "accepted", "refused", "ws_total")
 _GAUGES = ("open_connections", "active_requests", "ws_open")
-_LABELLED = ("malformed", "timeouts")
+_LABELLED = ("malformed", "timeouts", "http2_refusals")
 
 
 class Totals:

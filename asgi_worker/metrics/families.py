@@ -72,6 +72,15 @@ def server_families(totals: Totals) -> list[Family]:
     )
     for kind, n in sorted(totals.labelled["timeouts"].items()):
         timeouts.add((kind,), n)
+    http2_refusals = Family(
+        "counter",
+        "asgi_server_http2_refusals",
+        "HTTP/2 streams and connections refused, by kind: floods (GOAWAY ENHANCE_YOUR_CALM), limits and"
+        " malformed frames or requests.",
+        ("kind",),
+    )
+    for kind, n in sorted(totals.labelled["http2_refusals"].items()):
+        http2_refusals.add((kind,), n)
     return [
         duration,
         Family("gauge", "http_server_active_requests", "Requests whose app is running.").add(
@@ -96,6 +105,7 @@ def server_families(totals: Totals) -> list[Family]:
         ).add((), values["refused"]),
         malformed,
         timeouts,
+        http2_refusals,
         Family("gauge", "asgi_server_websocket_open_connections", "Open WebSocket connections.").add(
             (), values["ws_open"]
         ),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,9 @@ from hyperframe.frame import (
 )
 
 from asgi_worker.http2.events import ErrorCode
+from asgi_worker.http2.session import REFUSALS
 from tests.conftest import RunningServer
+from tests.core.test_control_single import Scrape, control, control_address, settles
 from tests.http2.peer import PREFACE, H2Peer
 from tests.http2.served import LOOPS, MIB, app, h2_server, peer
 from tests.timing import TICK, TIMEOUT
@@ -179,6 +183,42 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(loop):
     assert idle.goaway_code() == ErrorCode.NO_ERROR
     assert idle.goaway is not None and idle.goaway.last_stream_id == 1
     assert timeout <= elapsed < timeout + TIMEOUT, elapsed
+
+
+REFUSALS_TOTAL = "asgi_server_http2_refusals_total"
+
+
+def test_refusals_are_counted_by_kind_in_the_scrape():
+    """A stream past the concurrent limit and a PING flood: each counted once, under its kind, by the
+    time the client sees the refusal; the scrape passes promtool with the family filled."""
+    assert {"ping_flood", "too_many_streams"} <= set(REFUSALS)
+    with h2_server(app, control_bind="127.0.0.1:0", http2_max_concurrent_streams=1) as server:
+        address = control_address(server)
+        assert Scrape(address).value(REFUSALS_TOTAL) == 0
+        with peer(server) as client:
+            held = client.request(b"/sleep?0.5")
+            over = client.request(b"/")
+            assert client.read(lambda: client.streams[over].done), client.summary()
+            assert client.streams[over].reset == ErrorCode.REFUSED_STREAM, client.summary()
+            assert Scrape(address).value(REFUSALS_TOTAL, kind="too_many_streams") == 1
+            assert client.response(held).status == 200
+        with peer(server) as attacker:
+            attacker.send_frames(ping_flood(attacker))
+            assert attacker.read_until_closed(), attacker.summary()
+            assert attacker.goaway_code() == CALM, attacker.summary()
+        assert settles(address, "asgi_server_open_connections", 0) == 0  # both closed on our side too
+        body = control(address, "/metrics")[2]
+        scrape = Scrape(address)
+    assert b'asgi_server_http2_refusals_total{kind="ping_flood"} 1.0' in body
+    assert b'asgi_server_http2_refusals_total{kind="too_many_streams"} 1.0' in body
+    counted = {s.labels["kind"]: s.value for s in scrape.samples if s.name == REFUSALS_TOTAL}
+    assert counted == {"ping_flood": 1, "too_many_streams": 1}  # nothing more at the connections' close
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        checked = subprocess.run(
+            [promtool, "check", "metrics"], input=body, capture_output=True, timeout=TIMEOUT
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 # The payload size each fixed-size frame type must have (RFC 9113 6.3, 6.4, 6.7, 6.9).

@@ -22,9 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from hyperframe.frame import PingFrame
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
+from asgi_worker.http2.events import ErrorCode
+from tests.http2.peer import H2Peer
 from tests.processes import free_port, in_flight_env, wait_in_flight
 from tests.supervisor.harness import ClientThreads, Load, Supervised, supervise
 from tests.timing import TICK, TIMEOUT, wait_until
@@ -33,6 +36,7 @@ DURATION_COUNT = "http_server_request_duration_seconds_count"
 RESTARTS = "asgi_supervisor_worker_restarts_total"
 WORKERS = "asgi_supervisor_workers"
 RSS = "asgi_supervisor_worker_resident_memory_bytes"
+HTTP2_REFUSALS = "asgi_server_http2_refusals_total"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -255,6 +259,34 @@ def test_request_count_is_exact_across_recycles_and_never_decreases():
         assert scrape.total(RESTARTS, reason="max_requests") >= 1, sup.log
         assert "asks to be recycled" in sup.log
         assert counter_decreases([*scraper.scrapes, scrape]) == []
+
+
+def http2_refusals(scrape: Scrape) -> dict[str, float]:
+    return {kind: scrape.total(HTTP2_REFUSALS, kind=kind) for kind in scrape.labels(HTTP2_REFUSALS, "kind")}
+
+
+def test_http2_refusals_reach_the_supervisors_scrape_and_outlive_their_worker():
+    """A stream past the limit and a PING flood, refused by a worker: counted by kind in the
+    supervisor's scrape, and still there once that worker is killed and replaced."""
+    expected = {"ping_flood": 1, "too_many_streams": 1}
+    args = ("supapps:info", "--http2", "--http2-max-concurrent-streams", "1", "--workers", "1")
+    with supervise_controlled(*args) as (sup, ctl):
+        assert http2_refusals(ctl.scrape()) == {}
+        with H2Peer(("127.0.0.1", sup.port)) as client:
+            held = client.request(b"/slow?0.5")
+            over = client.request(b"/")
+            assert client.read(lambda: client.streams[over].done), client.summary()
+            assert client.streams[over].reset == ErrorCode.REFUSED_STREAM, client.summary()
+            assert client.response(held).status == 200, client.summary()
+        with H2Peer(("127.0.0.1", sup.port)) as attacker:
+            attacker.send_frames([PingFrame(0, b"%08d" % i) for i in range(1000)])
+            assert attacker.read_until_closed(), attacker.summary()
+            assert attacker.goaway_code() == ErrorCode.ENHANCE_YOUR_CALM, attacker.summary()
+        ctl.wait_scrape(lambda s: http2_refusals(s) == expected)
+        (worker,) = sup.workers()
+        os.kill(worker.pid, signal.SIGKILL)
+        scrape = ctl.wait_scrape(lambda s: restarts(s)["crash"] == 1 and s.total(WORKERS, state="ready") == 1)
+        assert http2_refusals(scrape) == expected, sup.log
 
 
 # 2. The scrape's format

@@ -1,5 +1,6 @@
 """The numbers behind ``/metrics`` (``metrics/counts.py``): buckets, labels, byte totals, snapshots and
-their sums. Pure: no server, no clock, no ``prometheus_client``."""
+their sums, and the families they become (``metrics/families.py``). Pure: no server, no clock, no
+``prometheus_client``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from asgi_worker.metrics.counts import (
     Totals,
     snapshot,
 )
+from asgi_worker.metrics.families import server_families
 
 SLOTS = len(DURATION_BUCKETS) + 1  # the buckets and +Inf
 
@@ -107,6 +109,8 @@ def sample_snapshot(requests: int = 3, open_connections: int = 2) -> dict:
     counts.refused_malformed(400)
     counts.refused_malformed(431)
     counts.timeouts["keep_alive"] += 3
+    counts.refused_http2("too_many_streams", 2)
+    counts.refused_http2("ping_flood", 1)
     histogram = RequestHistogram()
     for _ in range(requests):
         record(histogram, "GET", 200, "http", "1.1", 0.003, 10, 20)
@@ -123,6 +127,7 @@ def test_snapshot_is_json_and_survives_a_round_trip():
     assert totals.request_count == 4
     assert totals.labelled["malformed"] == {"400": 2, "431": 1}
     assert totals.labelled["timeouts"] == {"request_head": 0, "request_body": 0, "keep_alive": 3}
+    assert totals.labelled["http2_refusals"] == {"too_many_streams": 2, "ping_flood": 1}
     assert totals.series[("GET", 200, "http", "1.1")][0] == pytest.approx(0.009)
     assert totals.series[("_OTHER", 418, "http", "1.0")][-1] == 1  # 20 s: +Inf
     assert totals.values["request_bytes"] == 30 and totals.values["response_bytes"] == 60
@@ -132,6 +137,19 @@ def test_snapshot_without_histogram_has_no_requests():
     snap = snapshot(ServerCounts(), None, 0, 0)
     assert json.loads(json.dumps(snap)) == snap
     assert snap["requests"] == [] and snap["request_bytes"] == 0 and snap["response_bytes"] == 0
+    assert snap["http2_refusals"] == {}  # nothing until a first HTTP/2 refusal
+
+
+def test_http2_refusals_add_up_by_kind():
+    counts = ServerCounts()
+    assert counts.http2_refusals == {}
+    counts.refused_http2("rapid_reset", 1)
+    counts.refused_http2("too_many_streams", 3)
+    counts.refused_http2("rapid_reset", 2)
+    assert counts.http2_refusals == {"rapid_reset": 3, "too_many_streams": 3}
+    snap = snapshot(counts, None, 0, 0)
+    counts.refused_http2("rapid_reset", 1)  # the snapshot is a copy
+    assert snap["http2_refusals"] == {"rapid_reset": 3, "too_many_streams": 3}
 
 
 def test_totals_add_sums_counters_and_gauges():
@@ -144,6 +162,7 @@ def test_totals_add_sums_counters_and_gauges():
     assert totals.values["open_connections"] == 7 and totals.values["ws_open"] == 2
     assert totals.values["active_requests"] == 2
     assert totals.labelled["malformed"] == {"400": 4, "431": 2}
+    assert totals.labelled["http2_refusals"] == {"too_many_streams": 4, "ping_flood": 2}
 
 
 def test_totals_add_without_gauges_keeps_counters_only():
@@ -154,6 +173,30 @@ def test_totals_add_without_gauges_keeps_counters_only():
     assert totals.values["active_requests"] == 0
     assert totals.values["accepted"] == 5 and totals.values["ws_total"] == 2
     assert totals.request_count == 4 and totals.labelled["malformed"]["400"] == 2
+    assert totals.labelled["http2_refusals"] == {"too_many_streams": 2, "ping_flood": 1}
+
+
+def test_a_workers_counts_stay_in_the_totals_once_it_is_gone():
+    """The supervisor's scrape: the gone workers' totals plus each living worker's latest snapshot.
+    A worker leaving moves its last snapshot from the second to the first: no counter changes."""
+    first, second = sample_snapshot(), sample_snapshot(requests=1)
+
+    def scrape(gone: Totals, living: list[dict]) -> Totals:
+        totals = gone.copy()
+        for snap in living:
+            totals.add(snap)
+        return totals
+
+    gone = Totals()
+    before = scrape(gone, [first, second])
+    gone.add(first, gauges=False)
+    after = scrape(gone, [second])
+    assert after.labelled == before.labelled
+    assert after.labelled["http2_refusals"] == {"too_many_streams": 4, "ping_flood": 2}
+    assert after.labelled["timeouts"]["keep_alive"] == 6
+    assert after.request_count == before.request_count
+    assert after.values["accepted"] == before.values["accepted"]
+    assert after.values["open_connections"] == 2  # the gone worker's gauge left with it
 
 
 def test_totals_copy_is_independent():
@@ -164,9 +207,11 @@ def test_totals_copy_is_independent():
     copied.add(sample_snapshot())
     copied.series[("GET", 200, "http", "1.1")][0] += 100.0
     copied.labelled["timeouts"]["keep_alive"] += 100
+    copied.labelled["http2_refusals"]["ping_flood"] += 100
     assert (original.request_count, dict(original.values), original.labelled["malformed"]["400"]) == before
     assert original.series[("GET", 200, "http", "1.1")][0] == pytest.approx(0.009)
     assert original.labelled["timeouts"]["keep_alive"] == 3
+    assert original.labelled["http2_refusals"]["ping_flood"] == 1
     assert copied.request_count == 2 * original.request_count
 
 
@@ -188,6 +233,8 @@ GOOD_ROW = ["GET", 200, "http", "1.1", 0.1, *[0] * (SLOTS - 1), 1]
         pytest.param({"accepted": "5", "refused": None, "ws_total": [1]}, id="counters-not-numbers"),
         pytest.param({"malformed": [400, 1], "timeouts": "keep_alive"}, id="labelled-not-dicts"),
         pytest.param({"malformed": {"400": "1", "431": None}}, id="labelled-counts-not-numbers"),
+        pytest.param({"http2_refusals": ["ping_flood", 1]}, id="http2-refusals-not-a-dict"),
+        pytest.param({"http2_refusals": {"ping_flood": "1", "rapid_reset": True}}, id="http2-refusals-bad"),
         pytest.param({"open_connections": {}, "ws_open": "1"}, id="gauges-not-numbers"),
     ],
 )
@@ -200,3 +247,23 @@ def test_totals_skip_malformed_snapshot_parts(bad):
     assert totals.series == expected.series
     assert totals.values == expected.values
     assert totals.labelled == expected.labelled
+
+
+def family(totals: Totals, name: str):
+    (found,) = [f for f in server_families(totals) if f.name == name]
+    return found
+
+
+def test_http2_refusals_family_sorted_by_kind_and_present_when_empty():
+    empty = family(Totals(), "asgi_server_http2_refusals")
+    assert (empty.kind, empty.labels, empty.samples) == ("counter", ("kind",), [])
+    assert empty.doc.startswith("HTTP/2 streams and connections refused, by kind: floods")
+    totals = Totals()
+    totals.add(sample_snapshot())
+    totals.add({"http2_refusals": {"settings_flood": 1, "ping_flood": 4}})
+    refusals = family(totals, "asgi_server_http2_refusals")
+    assert refusals.samples == [
+        (("ping_flood",), 5),
+        (("settings_flood",), 1),
+        (("too_many_streams",), 2),
+    ]
