@@ -6,7 +6,7 @@ most of the server's CPU in four places of h2 and hpack that do the same work fo
 - ``hpack.Decoder.decode``, field by field in Python, although a client sends the same few header
   blocks again and again (after the first request they are indexes into the dynamic table).
   ``CachingDecoder`` keeps the fields of a block whose decoding left the dynamic table as it was:
-  the same bytes against the same table decode to the same fields.
+  the same bytes against the same table decode to the same fields (a few blocks per connection).
 - ``hpack.Encoder.encode``, which searches the dynamic table and Huffman-codes every value, and
   indexes every field, so values that change with each response (``content-length``, ``date``)
   keep rewriting the table. ``FieldEncoder`` indexes only fields that repeat (not ``VOLATILE`` or
@@ -85,6 +85,7 @@ _DEFAULT_TABLE_SIZE = 4096  # RFC 7541 4.2 / RFC 9113 6.5.2: the peer's table un
 # connection of the process; cleared when full, so a value that changes each second stays cheap
 # without the dict growing.
 _SHARED_LIMIT = 4096
+_SHARED_FIELD_LIMIT = 256  # bytes of name and value: the dict stays under about 2 MiB
 _shared: dict[tuple[bytes, bytes], bytes] = {}
 
 
@@ -182,9 +183,10 @@ class FieldEncoder:
             # A literal that never enters the table (6.2.2, 6.2.3), by its name alone: the same bytes
             # on every connection. Not in ``_pieces``, where each response's value would stay for good.
             piece = _literal(0x10 if name in SENSITIVE else 0x00, 4, name, value)
-            if len(_shared) >= _SHARED_LIMIT:
-                _shared.clear()
-            _shared[key] = piece
+            if len(name) + len(value) <= _SHARED_FIELD_LIMIT:
+                if len(_shared) >= _SHARED_LIMIT:
+                    _shared.clear()
+                _shared[key] = piece
             return piece
         size = len(name) + len(value) + _ENTRY_OVERHEAD
         if size > self._limit // 4:  # would crowd the table (and this connection's limit decides)
@@ -237,8 +239,10 @@ class _CountedTable(HeaderTable):
         HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
 
 
-_DECODED_LIMIT = 64  # header blocks kept per connection
-_BLOCK_LIMIT = 1024  # bytes: larger blocks are decoded every time
+# Per connection, at most 16 blocks of 512 bytes and their fields (some 30 KiB), however many
+# distinct blocks a client sends: a browser or a proxy repeats a handful.
+_DECODED_LIMIT = 16
+_BLOCK_LIMIT = 512  # bytes: larger blocks are decoded every time
 
 
 class CachingDecoder(Decoder):

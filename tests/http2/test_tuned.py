@@ -636,3 +636,27 @@ def test_varying_response_heads_over_a_real_connection():
     for stream_id, n in numbers.items():
         assert received[stream_id] == [(b":status", b"200"), *head(n)], n
         assert bodies[stream_id] == b"x" * (n % 97 + 1)
+
+
+# -- memory bounds a client (or an app echoing it) could push ----------------------------------------------
+
+
+def test_a_decoders_cache_holds_a_few_blocks_however_many_distinct_ones_come():
+    """Literal blocks without indexing leave the table unchanged, so each is cacheable: 200 distinct
+    ones (a client varying a header on purpose) must not make the connection hold 200."""
+    decoder, stock = CachingDecoder(), hpack.Encoder()
+    for n in range(200):
+        block = stock.encode([hpack.NeverIndexedHeaderTuple(b":path", b"/%d" % n)], huffman=False)
+        assert block[0] & 0xF0 == 0x10  # never indexed: the table is unchanged, the block cacheable
+        assert decoder.decode(block, raw=True) == [(b":path", b"/%d" % n)]
+        assert len(decoder._decoded) <= tuned._DECODED_LIMIT
+
+
+def test_a_large_volatile_value_is_not_kept_for_every_connection():
+    """The shared literals are for small values (content-length, date, etag): a large one an app
+    sends (a long set-cookie, say) is encoded each time, not kept in the process-wide dict."""
+    encoder, decoder = FieldEncoder(), hpack.Decoder()
+    value = b"v" * 4000
+    fields = [(b":status", b"200"), (b"set-cookie", value)]
+    assert decoder.decode(encoder.encode(fields), raw=True) == fields
+    assert (b"set-cookie", value) not in tuned._shared
