@@ -156,6 +156,7 @@ class ServerContext:
     on_limit_reached: Callable[[], None]
     drain_idle_grace: float  # seconds an idle keep-alive connection stays open while draining
     reset_contextvars: bool  # each app task starts in a fresh contextvars.Context (uvicorn's flag)
+    eager_start: bool  # --eager-start on Python 3.12+: http/connection.py, _run_deferred
     disconnect_grace: float | None  # cancel an app call this long after its client left; None: never
     hooks: RequestHooks | None  # pre_request/post_request under gunicorn; None: none configured
     clock: Clock = field(default_factory=Clock)
@@ -306,6 +307,7 @@ def build_context(
         on_limit_reached=on_limit_reached,
         drain_idle_grace=drain_idle_grace,
         reset_contextvars=config.reset_contextvars,
+        eager_start=config.eager_start and sys.version_info >= (3, 12),
         disconnect_grace=config.disconnect_grace_period,
         hooks=hooks,
         http2=Http2Limits(

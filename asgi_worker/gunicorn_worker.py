@@ -75,6 +75,7 @@ ENVIRONMENT_SETTINGS = (
     "headers",
     "limit_concurrency",
     "reset_contextvars",
+    "eager_start",
     "root_path",
     "disconnect_grace_period",
     "proxy_protocol",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -60,6 +61,9 @@ def run_server(app: Any, loop: str = "asyncio", http: str = "h11", **kwargs: Any
     kwargs.setdefault("log_config", None)
     kwargs.setdefault("host", "127.0.0.1")
     kwargs.setdefault("port", 0)
+    # The variable that sets --eager-start for the command sets it for these servers too: CI's
+    # Python 3.12 pass runs the protocol suites with it (.ci/run).
+    kwargs.setdefault("eager_start", os.environ.get("ASGI_WORKER_EAGER_START") == "1")
     config = Config(app, loop=loop, http=http, **kwargs)
     server = Server(config)
     loop_errors: list[dict[str, Any]] = []

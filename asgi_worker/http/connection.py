@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import sys
 from collections import deque
 from collections.abc import Coroutine
 from time import perf_counter
@@ -59,8 +58,6 @@ logger = logging.getLogger("asgi_worker.error")
 # Request body buffered for the app before we stop reading from the socket.
 READ_HIGH_WATER = 65536
 
-# Python 3.12 added eager tasks (``Task(..., eager_start=True)``): see ``_run_deferred``.
-_EAGER = sys.version_info >= (3, 12)
 
 # After a refusal the client may still be sending (the body we refused, say). Closing with its bytes
 # unread makes the kernel answer them with a reset, which can destroy our answer before the client
@@ -315,7 +312,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         )
         self._receiving = cycle
         if self._current is None and not self._pending:
-            self._start(cycle, _EAGER)
+            self._start(cycle, self._ctx.eager_start)
         else:
             self._pending.append(cycle)
             self._update_reading()
@@ -360,7 +357,13 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         this read callback, after the rest of the read (the request's end, say) reached its cycle.
         A response that waits on nothing is then written before the loop turns again: one loop
         iteration and one scheduled callback less per request. Only from ``data_received``: from a
-        response's completion (pipelining) it would nest one app call inside another's ``send``."""
+        response's completion (pipelining) it would nest one app call inside another's ``send``.
+
+        Only with ``--eager-start`` (Python 3.12+). Measured on 3.12, 64 connections: plain, JSON
+        and Starlette 3-4% more req/s, one connection 3%; FastAPI 13% fewer, its CPU per request
+        53.0 -> 61.8 µs for the same instructions (callgrind: 490k -> 488k). Running a large app
+        between each read, rather than all ready reads first and then all the app calls, seems to
+        cost it the caches; the per-request code is the same."""
         cycle, coro = self._deferred  # type: ignore[misc]
         self._deferred = None
         task = asyncio.Task(coro, loop=self._ctx.loop, eager_start=True)  # type: ignore[call-arg]
