@@ -387,11 +387,8 @@ def server_config() -> H2Configuration:
     )
 
 
-def fast_path_mismatch() -> str | None:
-    """What differs between ``queue_head``/``queue_data`` and h2's own calls on the installed h2
-    (the bytes sent, the streams' states and windows), or None. Run once, by the first session."""
-    global _fast_paths
-    _fast_paths = True  # for the scratch connections below
+def _compare_with_h2() -> str | None:
+    """One scripted exchange on two server connections, ours and h2's calls; the first difference."""
 
     def server() -> ServerConnection:
         conn = ServerConnection(config=server_config())
@@ -418,33 +415,38 @@ def fast_path_mismatch() -> str | None:
     ]
     fast, stock = server(), server()
     stock.queue_head, stock.queue_data = stock._stock_head, stock._stock_data  # type: ignore[method-assign]
-    problem = None
+    for conn in (fast, stock):
+        conn.receive_data(opening)
+        conn.data_to_send()
+        for kind, stream_id, value, end in script:
+            if kind == "head":
+                conn.queue_head(stream_id, value, end)
+            else:
+                conn.queue_data(stream_id, value, end)
+    if fast.data_to_send() != stock.data_to_send():
+        return "the frames differ"
+    if fast.outbound_flow_control_window != stock.outbound_flow_control_window:
+        return "the connection windows differ"
+    for stream_id in (1, 3, 5, 7):
+        mine, theirs = fast.streams.get(stream_id), stock.streams.get(stream_id)
+        if mine is None or theirs is None:
+            if mine is not theirs:
+                return f"stream {stream_id} is held by one side only"
+        elif (
+            mine.state_machine.state != theirs.state_machine.state
+            or mine.outbound_flow_control_window != theirs.outbound_flow_control_window
+        ):
+            return f"stream {stream_id} differs"
+    return None
+
+
+def fast_path_mismatch() -> str | None:
+    """What differs between ``queue_head``/``queue_data`` and h2's own calls on the installed h2
+    (the bytes sent, the streams' states and windows), or None. Run once, by the first session."""
+    global _fast_paths
+    _fast_paths = True  # for the scratch connections of the comparison
     try:
-        for conn in (fast, stock):
-            conn.receive_data(opening)
-            conn.data_to_send()
-            for kind, stream_id, value, end in script:
-                if kind == "head":
-                    conn.queue_head(stream_id, value, end)
-                else:
-                    conn.queue_data(stream_id, value, end)
-        if fast.data_to_send() != stock.data_to_send():
-            problem = "the frames differ"
-        elif fast.outbound_flow_control_window != stock.outbound_flow_control_window:
-            problem = "the connection windows differ"
-        else:
-            for stream_id in (1, 3, 5, 7):
-                mine, theirs = fast.streams.get(stream_id), stock.streams.get(stream_id)
-                if (mine is None) != (theirs is None) or (
-                    mine is not None
-                    and theirs is not None
-                    and (
-                        mine.state_machine.state != theirs.state_machine.state
-                        or mine.outbound_flow_control_window != theirs.outbound_flow_control_window
-                    )
-                ):
-                    problem = f"stream {stream_id} differs"
-                    break
+        problem = _compare_with_h2()
     except Exception as error:  # an h2 whose internals moved: fall back, never fail to serve
         problem = f"raised {error!r}"
     _fast_paths = problem is None

@@ -448,6 +448,22 @@ def test_the_fast_paths_match_the_installed_h2():
     assert tuned._fast_paths is True
 
 
+def test_an_h2_whose_internals_moved_gets_its_own_calls_and_one_warning(monkeypatch, caplog):
+    """The comparison itself failing (an h2 release that renamed what it drives) is a mismatch:
+    connections made afterwards send through h2's own calls, and serving goes on."""
+
+    def moved() -> str | None:
+        raise AttributeError("'H2Stream' object has no attribute 'state_machine'")
+
+    monkeypatch.setattr(tuned, "_compare_with_h2", moved)
+    monkeypatch.setattr(tuned, "_fast_paths", None)
+    with caplog.at_level("WARNING", logger="asgi_worker.http2"):
+        conn = ServerConnection(config=server_config())
+    assert tuned._fast_paths is False
+    assert conn.queue_head.__name__ == "_stock_head" and conn.queue_data.__name__ == "_stock_data"
+    assert [r.getMessage() for r in caplog.records if "h2's own send calls" in r.getMessage()] != []
+
+
 def _script(server: ServerConnection) -> None:
     """A response of every shape, interleaved over five streams."""
     big = [(b":status", b"200"), (b"x-big", b"y" * 40000), (b"x-fixed", b"yes")]
