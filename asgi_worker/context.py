@@ -23,6 +23,7 @@ from asgi_worker.http.events import ParserFactory
 from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.proxy import ProxyTrust
 from asgi_worker.http.response import DefaultHeaderBlock
+from asgi_worker.http.response_batch import ResponseBatch
 from asgi_worker.http2.settings import Http2Limits
 from asgi_worker.metrics.counts import RequestHistogram, ServerCounts, snapshot
 from asgi_worker.tls import TlsFacts
@@ -168,6 +169,7 @@ class ServerContext:
     histogram: RequestHistogram | None = field(init=False)  # state.histogram: None when metrics are off
     timed: bool = field(init=False)  # requests are timed: for the access log or the histogram
     limited: bool = field(init=False)  # a limit is set: only then are the limit checks paid for
+    batch: ResponseBatch = field(init=False)  # app calls about to run, responses held for them
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connections", self.state.connections)
@@ -182,6 +184,7 @@ class ServerContext:
         object.__setattr__(
             self, "limited", self.max_requests is not None or self.limit_concurrency is not None
         )
+        object.__setattr__(self, "batch", ResponseBatch())
 
     def request_started(self) -> None:
         """Count a request; the one that reaches ``limit_max_requests`` starts the stop (or asks the

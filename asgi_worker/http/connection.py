@@ -43,7 +43,6 @@ from asgi_worker.http.cycle import HttpCycle
 from asgi_worker.http.events import BodyChunk, RequestHead
 from asgi_worker.http.h1_writer import Http1Writer
 from asgi_worker.http.keepalive import Next, after_response
-from asgi_worker.http.response import encode_error_response
 from asgi_worker.http.scope import ConnectionFacts, build_http_scope
 from asgi_worker.http2.frames import PREFACE
 from asgi_worker.log import TRACE_LOG_LEVEL, peer_text
@@ -111,8 +110,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         ctx = self._ctx
         self._transport = transport
-        write = self.write = transport.write  # type: ignore[method-assign]  # one attribute lookup per write
-        self._writer = Http1Writer(write, writelines_of(transport), self.defaults)
+        self._writer = Http1Writer(transport.write, writelines_of(transport), self.defaults, ctx.batch)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         ctx.connections.add(self)
         ctx.counts.accepted += 1
@@ -203,6 +201,9 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             current.peer_closed()
             self._cancel_after_grace()  # most clients that close mid-request have gone, not half-closed
             return True
+        # The transport closes itself now: what a response held for the batch still has to say
+        # goes into it first (a client that sends its FIN with its request still gets the answer).
+        self._writer.flush()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -228,13 +229,12 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         grace = ctx.disconnect_grace
         if grace is not None and running is not None and not running.done() and not self._grace_armed:
             self._grace_armed = True
-            ctx.loop.call_later(grace, running.cancel)
+            # Queued behind the task's first step even at grace 0: a task cancelled before it
+            # began would leave its count in ctx.batch.apps_ready (response_batch.py).
+            loop = ctx.loop
+            loop.call_later(grace, lambda: loop.call_soon(running.cancel))
 
     # CycleHost: called by the cycle (its response's bytes go through ``Http1Writer``).
-
-    def write(self, data: bytes) -> None:
-        """Replaced by ``transport.write`` once connected: the connection's own answers (400, 503...)."""
-        raise RuntimeError("not connected")
 
     def body_consumed(self) -> None:
         """The app took buffered body bytes: reading may resume."""
@@ -329,7 +329,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             if ctx.over_concurrency():
                 ctx.counts.refused += 1
                 cycle.status = 503
-                self.write(encode_error_response(503, self.defaults))
+                self._writer.error(503)
                 self._log_access(cycle)
                 self._close()
                 return
@@ -342,13 +342,13 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         if hooks is not None:
             hooks.started(cycle)
         coro = cycle.run_asgi(ctx.app, ctx)
-        if ctx.reset_contextvars:
-            task = start_in_fresh_context(ctx.loop, coro)
-        elif eager and self._deferred is None:
+        if eager and not ctx.reset_contextvars and self._deferred is None:
             self._deferred = cycle, coro  # started once this read's events are all in (_run_deferred)
             return
-        else:
-            task = ctx.loop.create_task(coro)
+        # Counted before the task exists: under an eager task factory its first step (run_asgi,
+        # which takes the count back) runs inside create_task. See response_batch.py.
+        ctx.batch.apps_ready += 1
+        task = start_in_fresh_context(ctx.loop, coro) if ctx.reset_contextvars else ctx.loop.create_task(coro)
         cycle.task = task
         ctx.tasks.add(task)
 
@@ -366,6 +366,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         cost it the caches; the per-request code is the same."""
         cycle, coro = self._deferred  # type: ignore[misc]
         self._deferred = None
+        self._ctx.batch.apps_ready += 1  # run_asgi's first step, just below, takes it back
         task = asyncio.Task(coro, loop=self._ctx.loop, eager_start=True)  # type: ignore[call-arg]
         if not task.done():  # done already: run_asgi's end has counted it (cycle.task was None)
             cycle.task = task
@@ -406,6 +407,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._closing = True  # nothing more for HTTP on this connection
         self._deadline_kind = _NO_DEADLINE
         self.deadline = 0.0
+        self._writer.flush()  # responses held for a batch go before the WebSocket side's first byte
         if self._reading_paused:  # paused while the upgrade waited its turn: the WebSocket side decides now
             self._reading_paused = False
             self._transport.resume_reading()
@@ -434,7 +436,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
     def _answer_bad_request(self, error: RequestError) -> None:
         # One debug line: the client chooses to send bad bytes, so it must not fill the error log.
         logger.debug("Invalid HTTP request received: %s", error.detail)
-        self.write(encode_error_response(error.status, self.defaults))
+        self._writer.error(error.status)
         self._linger()
 
     # Flow control, deadlines, shutdown
@@ -483,7 +485,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             self._ctx.counts.timeouts["request_body"] += 1
             self._current = self._receiving = None
             if stalled.abandon():  # its app sees http.disconnect; 408 unless a response byte went out
-                self.write(encode_error_response(408, self.defaults))
+                self._writer.error(408)
                 self._linger()
                 return
         elif kind is _HEAD_DEADLINE or kind is _IDLE_DEADLINE:
@@ -491,7 +493,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             # nothing more after a response, is closed. Either way, a timeout of its kind.
             self._ctx.counts.timeouts["request_head" if kind is _HEAD_DEADLINE else "keep_alive"] += 1
             if kind is _HEAD_DEADLINE and self._parser.in_head:
-                self.write(encode_error_response(408, self.defaults))
+                self._writer.error(408)
                 self._linger()
                 return
         self._close()
@@ -520,6 +522,7 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
             return
         self._closing = True  # nothing more is read as HTTP: data_received drops it
         self._lingering = True
+        self._writer.flush()
         transport.write_eof()  # after the answer, once it is flushed
         if self._reading_paused:
             self._reading_paused = False
@@ -530,4 +533,5 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         if not self._closing or self._lingering:
             self._closing = True
             self._lingering = False
+            self._writer.flush()  # a response held for a batch (response_batch.py) still leaves
             self._transport.close()

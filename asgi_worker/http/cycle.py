@@ -25,6 +25,7 @@ from asgi_worker.errors import AppProtocolError
 from asgi_worker.http.response import CONTENT_LENGTH, ResponsePlan, check_length
 
 if TYPE_CHECKING:
+    from asgi_worker.http.response_batch import ResponseBatch
     from asgi_worker.types import ASGIApp
 
 __all__ = ["CycleHost", "CycleState", "HttpCycle", "ResponseWriter", "TaskRegistry"]
@@ -60,6 +61,9 @@ _FAILED = CycleState.FAILED
 
 class TaskRegistry(Protocol):
     """Where app tasks are counted (``ServerContext``)."""
+
+    @property
+    def batch(self) -> ResponseBatch: ...
 
     def cycle_finished(self, cycle: HttpCycle) -> None: ...
 
@@ -358,8 +362,10 @@ class HttpCycle:
     async def run_asgi(self, app: ASGIApp, tasks: TaskRegistry) -> None:
         """Run the app for this request; turn every way it can fail into a 500 or a closed connection.
 
-        Runs as ``self.task``; tells ``tasks`` when done (cheaper than a done-callback).
+        Runs as ``self.task``; tells ``tasks`` when done (cheaper than a done-callback). Its first
+        step takes back the count its starter added to ``tasks.batch.apps_ready``.
         """
+        tasks.batch.apps_ready -= 1
         try:
             await app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
         except asyncio.CancelledError:

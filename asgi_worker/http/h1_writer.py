@@ -5,7 +5,10 @@ writer frames it. This is the HTTP/1.1 writer, one per connection; HTTP/2 has on
 
 Rules:
 - A response whose whole body comes in its first message (and is under ``COALESCE_LIMIT``) is one
-  ``write`` of head and body together: the common case, and the fast path.
+  ``write`` of head and body together: the common case, and the fast path. While more app calls
+  are about to run, that write waits for them in the connection's queue (``response_batch.py``);
+  so whatever the connection writes next goes through ``flush`` first (``error`` and
+  ``interim_continue`` do).
 - Body messages sent within one loop iteration leave in one write: they are queued and flushed by a
   ``call_soon`` callback, at once when the queue reaches ``COALESCE_LIMIT`` (so the transport's
   ``write_paused`` keeps telling the truth to an app that sends without waiting), and with the last
@@ -36,6 +39,7 @@ from asgi_worker.http.response import (
     encode_error_response,
     plan_response,
 )
+from asgi_worker.http.response_batch import ResponseBatch
 
 __all__ = ["COALESCE_LIMIT", "Http1Writer"]
 
@@ -52,6 +56,7 @@ class Http1Writer:
     """The HTTP/1.1 framing of one connection. Created by ``HttpConnection`` once connected."""
 
     __slots__ = (
+        "_batch",
         "_flush_due",
         "_gone",
         "_out",
@@ -67,7 +72,9 @@ class Http1Writer:
         write: Callable[[bytes], Any],
         writelines: Callable[[list[bytes]], Any],
         defaults: DefaultHeaderBlock,
+        batch: ResponseBatch | None = None,
     ) -> None:
+        self._batch = batch or ResponseBatch()  # a batch of its own holds nothing: apps_ready stays 0
         self._write = write
         self._writelines = writelines
         self.defaults = defaults
@@ -107,7 +114,13 @@ class Http1Writer:
             if size != plan.content_length and (not more or size > plan.content_length):
                 check_length(plan, size, more)  # raises: the body breaks the app's Content-Length
             if not more and size < COALESCE_LIMIT:
-                self._write(plan.head + body)  # the common case: the whole response in one write
+                batch = self._batch
+                if batch.apps_ready or batch.held:  # not a lone request: leave with the batch
+                    self._hold(plan.head + body)
+                elif self._out is None:
+                    self._write(plan.head + body)  # the common case: the whole response in one write
+                else:  # behind a response held for a batch (pipelined)
+                    self.body(plan, body, False, plan.head)
                 return plan
         self.body(plan, body, more, plan.head)
         return plan
@@ -138,6 +151,19 @@ class Http1Writer:
             self._flush_due = True
             asyncio.get_running_loop().call_soon(self._flush_soon)
 
+    def _hold(self, response: bytes) -> None:
+        """Queue a complete response for the batch to write (``response_batch.py``)."""
+        out = self._out
+        if out is None:
+            self._out = [response]
+            self._out_size = len(response)
+            self._batch.hold(self)
+        else:
+            out.append(response)
+            self._out_size += len(response)
+            if self._out_size >= COALESCE_LIMIT:
+                self.flush()
+
     def trailers(self, plan: ResponsePlan, headers: Any, more: bool) -> None:
         """Trailer fields (the ASGI trailers extension) end a chunked body: the last chunk, the
         fields, the blank line. A body framed otherwise has no place for them: they are dropped."""
@@ -157,10 +183,15 @@ class Http1Writer:
 
     def interim_continue(self) -> None:
         """``100 Continue``: the client may send the body it held back."""
+        if self._out:
+            self.flush()
         self._write(CONTINUE_RESPONSE)
 
     def error(self, status: int) -> None:
-        """The server's own complete answer, closing the connection (nothing of the app's was written)."""
+        """The server's own complete answer, closing the connection: after the app's earlier
+        responses, in place of this one's (nothing of it was written)."""
+        if self._out:
+            self.flush()
         self._write(encode_error_response(status, self.defaults))
 
     def flush(self) -> None:

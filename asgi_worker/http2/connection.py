@@ -416,6 +416,7 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
         hooks = ctx.hooks
         if hooks is not None:
             hooks.started(cycle)
+        ctx.batch.apps_ready += 1  # taken back by run_asgi's first step (response_batch.py)
         task = cycle.task = ctx.loop.create_task(cycle.run_asgi(ctx.app, ctx))
         ctx.tasks.add(task)
 

@@ -28,6 +28,7 @@ from asgi_worker.http.response import (
     encode_chunk,
     encode_error_response,
 )
+from asgi_worker.http.response_batch import ResponseBatch
 from tests.timing import TIMEOUT
 
 AWAITING_START, SENDING_BODY, DONE, FAILED = (
@@ -124,6 +125,8 @@ class FakeRegistry:
 
     def __init__(self, cycle: HttpCycle) -> None:
         self._cycle = cycle
+        self.batch = ResponseBatch()
+        self.batch.apps_ready = 1  # as the connection leaves it when it creates the task
         self.finished: list[tuple[asyncio.Task[None] | None, CycleState]] = []
 
     def cycle_finished(self, cycle: HttpCycle) -> None:
