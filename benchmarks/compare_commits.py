@@ -84,7 +84,8 @@ def server_command(python: str, entry: str, scenario: str, port: int, control_po
         module = ["uvicorn"]
     else:
         module = ["supervisor", "--workers", "1"] if "supervise" in options else ["asgi_worker"]
-    command = ["taskset", "-c", "0", python, "-m", *module, f"benchmarks.apps:{scenario}"]
+    app = f"benchmarks.{scenario}" if ":" in scenario else f"benchmarks.apps:{scenario}"
+    command = ["taskset", "-c", "0", python, "-m", *module, app]
     command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
     command += ["--no-access-log", "--log-level", "warning"]
     if "metrics" in options:
@@ -111,7 +112,11 @@ def scraped_requests(control_port: int, served: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("commits", nargs="+", help="git revisions; the first is the baseline")
-    parser.add_argument("--scenario", default="plain", help="an app of benchmarks/apps.py")
+    parser.add_argument(
+        "--scenario",
+        default="plain",
+        help="an app of benchmarks/apps.py, or MODULE:APP of benchmarks/ (framework_apps:fastapi_get)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)

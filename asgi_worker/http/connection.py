@@ -523,7 +523,11 @@ class HttpConnection(WriteFlow, asyncio.Protocol):
         self._closing = True  # nothing more is read as HTTP: data_received drops it
         self._lingering = True
         self._writer.flush()
-        transport.write_eof()  # after the answer, once it is flushed
+        try:
+            transport.write_eof()  # after the answer, once it is flushed
+        except OSError:  # asyncio's shutdown() on a socket the peer has reset already
+            self._close()
+            return
         if self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()

@@ -153,6 +153,17 @@ def connect_warm(srv: RunningServer, count: int) -> list[tuple[socket.socket, Re
     return pairs
 
 
+@contextlib.contextmanager
+def warm_connections(srv: RunningServer, count: int) -> Iterator[list[tuple[socket.socket, Responses]]]:
+    """``connect_warm``, closed on the way out."""
+    pairs = connect_warm(srv, count)
+    try:
+        yield pairs
+    finally:
+        for sock, _responses in pairs:
+            sock.close()
+
+
 def assert_accounting_settles(ctx: ServerContext) -> None:
     """Once every response is out: no app call counted as about to run, no response held."""
     batch = ctx.batch
@@ -178,8 +189,7 @@ def test_many_connections_each_get_their_own_response_from_one_batch(serve: Serv
     gate, probe = LoopGate(), Probe()
     with serve(batch_app(gate, probe), **EXACT) as srv:
         ctx = probe.attach(srv)
-        pairs = connect_warm(srv, CONNECTIONS)
-        try:
+        with warm_connections(srv, CONNECTIONS) as pairs:
             for round_ in range(2 * ROUNDS):
                 probe.held.clear()
                 paths = [f"/c{index}/r{round_}" for index in range(CONNECTIONS)]
@@ -195,9 +205,6 @@ def test_many_connections_each_get_their_own_response_from_one_batch(serve: Serv
                 if gated and not eager(srv):  # one batch: the last app saw every response held
                     assert sorted(probe.held) == list(range(1, CONNECTIONS + 1))
             assert_accounting_settles(ctx)
-        finally:
-            for sock, _responses in pairs:
-                sock.close()
 
 
 # Order on one connection while others are busy
@@ -207,8 +214,7 @@ def test_pipelined_responses_keep_their_order_across_batches(serve: Serve) -> No
     gate, probe = LoopGate(), Probe()
     with serve(batch_app(gate, probe), **EXACT) as srv:
         ctx = probe.attach(srv)
-        pairs = connect_warm(srv, 12)
-        try:
+        with warm_connections(srv, 12) as pairs:
             pipelines = [[f"/c{index}/{n}" for n in range(4)] for index in range(len(pairs))]
             pipelines[0][1] = "/sleep/c0/1"  # one suspends mid-pipeline: the ones behind it wait for it
             pipelines[1][0] = "/sleep/c1/0"
@@ -220,17 +226,13 @@ def test_pipelined_responses_keep_their_order_across_batches(serve: Serve) -> No
             if not eager(srv):
                 assert max(probe.held) > 1
             assert_accounting_settles(ctx)
-        finally:
-            for sock, _responses in pairs:
-                sock.close()
 
 
 def test_a_pipeline_ending_in_a_bad_request_or_a_close_sends_every_response_first(serve: Serve) -> None:
     gate, probe = LoopGate(), Probe()
     with serve(batch_app(gate, probe), **EXACT) as srv:
         ctx = probe.attach(srv)
-        pairs = connect_warm(srv, 15)
-        try:
+        with warm_connections(srv, 15) as pairs:
             (bad, bad_reader), (old, old_reader), (closing, closing_reader) = pairs[:3]
             busy = pairs[3:]
             with gate.shut(srv):
@@ -251,9 +253,6 @@ def test_a_pipeline_ending_in_a_bad_request_or_a_close_sends_every_response_firs
                     ok(b"/busy/%d/%d" % (index, n)) for n in (0, 1)
                 ]
             assert_accounting_settles(ctx)
-        finally:
-            for sock, _responses in pairs:
-                sock.close()
 
 
 # A suspended app call does not hold the others back
@@ -263,8 +262,7 @@ def test_quick_responses_leave_without_waiting_for_a_suspended_app(serve: Serve)
     gate, probe = LoopGate(), Probe()
     with serve(batch_app(gate, probe), **EXACT) as srv:
         ctx = probe.attach(srv)
-        pairs = connect_warm(srv, 17)
-        try:
+        with warm_connections(srv, 17) as pairs:
             (slow, slow_reader), quick = pairs[0], pairs[1:]
             with gate.shut(srv):
                 slow.sendall(get("/sleep"))
@@ -280,9 +278,6 @@ def test_quick_responses_leave_without_waiting_for_a_suspended_app(serve: Serve)
             slow.settimeout(TIMEOUT)
             assert slow_reader.next() == ok(b"/sleep")
             assert_accounting_settles(ctx)
-        finally:
-            for sock, _responses in pairs:
-                sock.close()
 
 
 # The switch to WebSocket
@@ -295,8 +290,7 @@ def test_an_upgrade_pipelined_behind_a_held_response_is_answered_after_it(serve:
     )
     with serve(batch_app(gate, probe), **EXACT) as srv:
         ctx = probe.attach(srv)
-        pairs = connect_warm(srv, 14)
-        try:
+        with warm_connections(srv, 14) as pairs:
             (upgrading, upgrading_reader), (refusing, refusing_reader) = pairs[:2]
             busy = pairs[2:]
             with gate.shut(srv):
@@ -317,9 +311,6 @@ def test_an_upgrade_pipelined_behind_a_held_response_is_answered_after_it(serve:
             for index, (_sock, responses) in enumerate(busy):
                 assert responses.next() == ok(b"/busy/%d" % index)
             assert_accounting_settles(ctx)
-        finally:
-            for sock, _responses in pairs:
-                sock.close()
 
 
 # A client that shuts its sending side once its request is out (`nc -N`, many scripts)
@@ -339,8 +330,7 @@ def test_a_client_that_half_closes_still_gets_its_held_response(serve: Serve, wh
 
     with serve(batch_app(gate, probe, {"/half-wait": wait_for_the_fin}), **EXACT) as srv:
         ctx = probe.attach(srv)
-        pairs = connect_warm(srv, 8)
-        try:
+        with warm_connections(srv, 8) as pairs:
             (half, _reader), others = pairs[0], pairs[1:]
             path = "/half" if when == "with-the-request" else "/half-wait"
             with gate.shut(srv):  # read with the others: their app calls start together
@@ -361,9 +351,6 @@ def test_a_client_that_half_closes_still_gets_its_held_response(serve: Serve, wh
             for index, (_sock, responses) in enumerate(others):
                 assert responses.next() == ok(b"/other/%d" % index)
             assert_accounting_settles(ctx)
-        finally:
-            for sock, _responses in pairs:
-                sock.close()
 
 
 # The count of app calls about to run stays exact
