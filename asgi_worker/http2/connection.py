@@ -334,7 +334,10 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
                 else:  # the app is gone: the window still has to reopen
                     self.session.consumed(event.stream_id, event.flow_length)
             elif kind is StreamOpened:
-                self._open(event)
+                try:
+                    self._open(event)
+                except Exception:  # a fault of ours on one stream: its 500, not the connection's end
+                    self._open_failed(event)
             elif kind is StreamEnded:
                 stream = streams.get(event.stream_id)
                 if stream is not None and stream.cycle is not None:
@@ -419,6 +422,15 @@ class Http2Connection(WriteFlow, asyncio.Protocol):
         ctx.batch.apps_ready += 1  # taken back by run_asgi's first step (response_batch.py)
         task = cycle.task = ctx.loop.create_task(cycle.run_asgi(ctx.app, ctx))
         ctx.tasks.add(task)
+
+    def _open_failed(self, event: StreamOpened) -> None:
+        """A server fault while opening a stream (a scope it could not build, say): logged with its
+        traceback, answered 500 on that stream alone, as an app fault before its head is."""
+        logger.exception("Exception opening HTTP/2 stream %d", event.stream_id)
+        stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.cycle is not None and stream.cycle.task is not None:
+            return  # its app runs already: the cycle answers
+        self.answer(event.stream_id, 500)
 
     def _refuse(self, event: StreamRefused) -> None:
         stream = self.streams.get(event.stream_id)

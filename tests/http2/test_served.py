@@ -368,6 +368,33 @@ def test_an_app_fault_ends_its_own_stream_only(caplog):
     ]
 
 
+def test_a_server_fault_opening_a_stream_is_that_streams_500(caplog, monkeypatch):
+    """A bug of ours that raises while a stream opens (the way a non-ASCII path once did) is one
+    stream's 500 with a logged traceback; the connection and its other streams carry on."""
+    from asgi_worker.http2 import connection
+
+    real = connection.build_http_scope
+
+    def failing_on_boom(head, facts):
+        if head.target == b"/boom":
+            raise RuntimeError("a scope we could not build")
+        return real(head, facts)
+
+    monkeypatch.setattr(connection, "build_http_scope", failing_on_boom)
+    with (
+        caplog.at_level(logging.ERROR, logger="asgi_worker.error"),
+        h2_server(app) as server,
+        peer(server) as client,
+    ):
+        boom, fine = (client.request(p) for p in (b"/boom", b"/fine"))
+        answers = [client.response(s) for s in (boom, fine)]
+        later = client.response(client.request(b"/later"))
+    assert answers[0].status == 500 and answers[0].ended
+    assert answers[1].status == 200 and later.status == 200
+    assert client.goaway is None
+    assert [r.exc_info[1].args[0] for r in caplog.records if r.exc_info] == ["a scope we could not build"]
+
+
 def test_access_log_and_metrics_say_http_2(caplog):
     with (
         caplog.at_level(logging.INFO, logger="asgi_worker.access"),
