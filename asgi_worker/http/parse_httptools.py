@@ -15,6 +15,11 @@ starts at an offset we know, so its size is exact (``limits.py``).
 - A head split across reads goes through ``head_scan.HeadScanner`` first, which refuses a bad line as
   soon as it is complete and holds the head until its blank line; then llhttp reads it whole, as on
   the fast path.
+- A head that repeats, byte for byte, the last head read whole on this connection (a client polling one
+  URL, a health check, a proxy's pooled connection) is not parsed again: reading a head is a pure
+  function of its bytes and the limits, so the last reading is reused with a fresh header list
+  (``_Repeat``). Only plain heads are kept: bodiless, keep-alive, no upgrade, no ``Expect``, at most
+  ``REPEAT_LIMIT`` bytes (what an idle connection holds). A miss costs a length test.
 - After a request with a body, or one that asks to upgrade, llhttp is left expecting bytes we will
   not give it: the next head gets a fresh llhttp parser (about 150 ns).
 - A WebSocket handshake when the server switches for it (``switch_websocket``): reading stops after
@@ -36,10 +41,31 @@ from asgi_worker.http.head_scan import HeadScanner, classify
 from asgi_worker.http.headers import METHOD_NAMES, build_head
 from asgi_worker.http.limits import RequestLimits
 
-__all__ = ["HttptoolsParser"]
+__all__ = ["REPEAT_LIMIT", "HttptoolsParser"]
 
 _BLANK_LINE = b"\r\n\r\n"
 _EMPTY_LINE_BYTES = b"\r\n"
+
+# The largest head kept for reuse: an API client's or a health check's head fits; a browser's with
+# its cookies mostly does not, and is parsed every time, as without the reuse.
+REPEAT_LIMIT = 1024
+
+
+class _Repeat:
+    """The last plain head this connection read whole: its bytes, and what reading them gave."""
+
+    __slots__ = ("headers", "http_version", "method", "raw", "size", "target")
+
+    def __init__(self, raw: bytes, head: RequestHead) -> None:
+        self.raw = raw
+        self.size = len(raw)
+        self.method = head.method
+        self.target = head.target
+        self.http_version = head.http_version
+        self.headers = tuple(head.headers)  # the app gets a list of its own each time
+
+    def head(self) -> RequestHead:
+        return RequestHead(self.method, self.target, self.http_version, list(self.headers), True, False, None)
 
 
 class _NotOneRequestLine(Exception):
@@ -54,6 +80,7 @@ class HttptoolsParser(BodyReader):
         "_headers",
         "_line_length",
         "_parser",
+        "_repeat",
         "_scanner",
         "_stale",
         "_url",
@@ -69,6 +96,7 @@ class HttptoolsParser(BodyReader):
         self._headers: list[tuple[bytes, bytes]] = []
         self._line_length = 0  # bytes of the request line before its LF, as received
         self._scanner: HeadScanner | None = None  # a head arriving in pieces
+        self._repeat: _Repeat | None = None  # the last plain head, for a client that sends it again
         # True while part of a request head has arrived but not all of it; an attribute, not a
         # property, because the connection reads it after every response.
         self.in_head = False
@@ -91,6 +119,12 @@ class HttptoolsParser(BodyReader):
                     and data[pos] not in _EMPTY_LINE_BYTES
                 ):  # the fast path: a whole head starts here (module docstring)
                     end = found + 4
+                    repeat = self._repeat
+                    if repeat is not None and repeat.size == end - pos and data.startswith(repeat.raw, pos):
+                        events.append(repeat.head())  # read before: a plain head ends here
+                        events.append(REQUEST_END)
+                        pos = end
+                        continue
                     head = self._read_head(data, pos, end)
                     pos = end if head is None else self._begin_body(head, data, end)
                 else:
@@ -152,6 +186,15 @@ class HttptoolsParser(BodyReader):
         head = self._head
         if head is None:  # llhttp read no head in it ("PRI * HTTP/2.0", its HTTP/2 preface, say)
             raise classify(data[start:end], self._limits, "no request head")
+        if (
+            end - start <= REPEAT_LIMIT
+            and head.keep_alive
+            and head.upgrade is None
+            and not (head.body_length or head.expect_continue)
+        ):
+            # Its own bytes, never a buffer the caller could reuse: a whole ``bytes`` read is kept as is.
+            whole = type(data) is bytes and not start and end == len(data)
+            self._repeat = _Repeat(data if whole else bytes(data[start:end]), head)
         if head.body_length:
             self._stale = True
         elif not (head.websocket and self._switch_websocket):

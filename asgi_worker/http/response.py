@@ -133,7 +133,25 @@ def plan_response(
     None. ``head_only`` is True for HEAD requests. ``request_keeps``, ``draining`` and
     ``body_complete`` are the connection's facts for ``keepalive.head_keep_alive``; the plan's
     ``keep_alive`` is what the head announces. Raises ``AppProtocolError`` for an invalid status or header.
+
+    An app answers most requests the same way: the plan for the same status, header list and body
+    length under the same ``defaults`` is the last one again (``LastHead``), unless the request was
+    out of the ordinary (HEAD, HTTP/1.0, no keep-alive, draining, its body unread). A miss costs a
+    list comparison; the plan kept changes after two misses in a row.
     """
+    common = not (head_only or http10 or draining) and request_keeps and body_complete
+    last = defaults.last
+    if (
+        common
+        and last is not None
+        and status == last.status
+        and body_length == last.body_length
+        and type(headers) is list
+        and headers == last.headers
+        and type(status) is int
+    ):
+        last.missed = False
+        return last.plan
     line = _STATUS_LINES.get(status)  # a known status: valid (a str or float key finds nothing)
     if line is None or type(status) is not int:
         if type(status) is not int or not 100 <= status <= 999:
@@ -183,7 +201,13 @@ def plan_response(
         parts.append(b"connection: keep-alive\r\n\r\n")
     else:
         parts.append(b"\r\n")
-    return ResponsePlan(b"".join(parts), NO_BODY if head_only else framing, content_length, keep_alive)
+    plan = ResponsePlan(b"".join(parts), NO_BODY if head_only else framing, content_length, keep_alive)
+    if common and type(headers) is list:
+        if last is None or last.missed:  # kept until missed twice in a row: A, B, A, B still half hits
+            defaults.last = LastHead.of(status, headers, body_length, plan)
+        else:
+            last.missed = True
+    return plan
 
 
 def _frame_body(
@@ -242,6 +266,40 @@ def encode_error_response(status: int, defaults: DefaultHeaderBlock, message: st
     )
 
 
+class LastHead:
+    """The last plan ``plan_response`` made for an ordinary request: reused while an app answers alike.
+
+    Its headers are a copy the app cannot change, kept only when every pair is a tuple of two
+    ``bytes``: then a later list equal to it is the same headers, and encodes to the same head.
+    """
+
+    __slots__ = ("body_length", "headers", "missed", "plan", "status")
+
+    def __init__(
+        self, status: int, headers: list[tuple[bytes, bytes]], body_length: int | None, plan: ResponsePlan
+    ):
+        self.status = status
+        self.headers = headers
+        self.body_length = body_length
+        self.plan = plan
+        self.missed = False  # the last ordinary response was planned afresh
+
+    @classmethod
+    def of(
+        cls, status: int, headers: list[tuple[bytes, bytes]], body_length: int | None, plan: ResponsePlan
+    ) -> LastHead | None:
+        """The memo of this plan, or None when its headers could change under us (not tuples of bytes)."""
+        for pair in headers:
+            if (
+                type(pair) is not tuple
+                or len(pair) != 2
+                or type(pair[0]) is not bytes
+                or type(pair[1]) is not bytes
+            ):
+                return None
+        return cls(status, headers.copy(), body_length, plan)
+
+
 class DefaultHeaderBlock:
     """The pre-encoded default header lines (``server``, ``date``, ``--header`` ones).
 
@@ -249,7 +307,16 @@ class DefaultHeaderBlock:
     changes (once a second), never per request.
     """
 
-    __slots__ = ("_date", "_date_value", "_extra", "_extra_pairs", "_server", "_server_value", "block")
+    __slots__ = (
+        "_date",
+        "_date_value",
+        "_extra",
+        "_extra_pairs",
+        "_server",
+        "_server_value",
+        "block",
+        "last",
+    )
 
     def __init__(self, server: bytes | None, extra: list[tuple[bytes, bytes]]) -> None:
         self._server = b"server: %b\r\n" % server if server else b""
@@ -259,12 +326,14 @@ class DefaultHeaderBlock:
         self._date = b""
         self._date_value: bytes | None = None
         self.block = self._server + self._extra
+        self.last: LastHead | None = None  # the last plan made with this block (plan_response)
 
     def refresh(self, date: bytes | None) -> None:
         """Set the current date (an IMF-fixdate), or None to send no date header."""
         self._date = b"date: %b\r\n" % date if date else b""
         self._date_value = date
         self.block = self._server + self._date + self._extra
+        self.last = None  # its head holds the old date
 
     def pairs(self, server: bool, date: bool) -> list[tuple[bytes, bytes]]:
         """The same defaults as ``(name, value)`` pairs (HTTP/2), minus those the app supplies itself."""

@@ -1,0 +1,276 @@
+"""Requests and responses that repeat the last one, over real sockets, on every backend.
+
+Two shortcuts serve a repeat from what was made for the last one: the httptools adapter reuses its
+reading of a head that has the same bytes as the last plain one (``parse_httptools._Repeat``), and
+``plan_response`` reuses the last response head when an app answers alike (``response.LastHead``,
+shared by every connection of the server). What a client or an app can see must not change: each
+request gets a header list and a scope of its own, each response the head its own headers make, and
+h11 and httptools answer the same bytes with the same bytes. The pure checks are in
+``tests/unit/test_repeated_heads.py``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import read_response, read_until, run_server
+from tests.http.test_keepalive_pipelining import Responses
+
+EXACT = {"server_header": False, "date_header": False}
+Serve = Callable[..., Any]  # the ``serve`` fixture: ``with serve(app, **config) as srv``
+Pairs = list[tuple[bytes, bytes]]
+
+
+class Heads(Responses):
+    """``Responses`` that can also take a response with no body (the answer to HEAD)."""
+
+    def head_only(self) -> bytes:
+        while (end := self.buf.find(b"\r\n\r\n")) == -1:
+            self._fill()
+        return self._take(end + 4)
+
+
+def response(body: bytes, headers: bytes = b"", connection: bytes = b"") -> bytes:
+    """The exact bytes of a 200 with ``headers`` (encoded lines), under ``EXACT``."""
+    close = b"connection: %b\r\n" % connection if connection else b""
+    return b"HTTP/1.1 200 OK\r\n%bcontent-length: %d\r\n%b\r\n%b" % (headers, len(body), close, body)
+
+
+def test_each_repeat_gets_headers_and_a_scope_of_its_own(serve: Serve) -> None:
+    seen: list[Pairs] = []
+    scopes: list[dict[str, Any]] = []  # kept alive, so that distinct ids mean distinct objects
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(list(scope["headers"]))
+        scopes.append(scope)
+        # An app (a middleware) writing to the list it was given: the next request must not see it.
+        scope["headers"].append((b"x-added", b"by the app"))
+        scope["headers"][0] = (b"host", b"changed")
+        scope["query_string"] = b"changed"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    request = b"GET /same?q=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
+    with serve(app, **EXACT) as srv, srv.connect() as sock:
+        responses = Responses(sock)
+        for _ in range(5):
+            sock.sendall(request)
+            assert responses.next() == response(b"/same")
+        sock.sendall(request * 5)  # pipelined: repeats in one read
+        for _ in range(5):
+            assert responses.next() == response(b"/same")
+    assert seen == [[(b"host", b"x"), (b"accept", b"*/*")]] * 10
+    assert len({id(scope) for scope in scopes}) == 10
+    assert len({id(scope["headers"]) for scope in scopes}) == 10
+    assert all(scope["query_string"] == b"changed" for scope in scopes)
+
+
+def test_one_header_list_the_app_changes_between_responses(serve: Serve) -> None:
+    headers: Pairs = [(b"content-type", b"text/plain")]
+    changes: dict[int, Callable[[], None]] = {
+        3: lambda: headers.append((b"x-third", b"yes")),
+        4: lambda: headers.__setitem__(1, (b"x-third", b"no!")),  # a pair of the same size
+        5: lambda: headers.__setitem__(0, (b"content-type", b"text/html!")),
+        6: lambda: headers.__delitem__(1),
+        8: lambda: headers.append((b"connection", b"close")),
+    }
+    count = 0
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal count
+        count += 1
+        change = changes.get(count)
+        if change is not None:
+            change()
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    plain = b"content-type: text/plain\r\n"
+    html = b"content-type: text/html!\r\n"
+    expected = [
+        response(b"hello", plain),
+        response(b"hello", plain),
+        response(b"hello", plain + b"x-third: yes\r\n"),
+        response(b"hello", plain + b"x-third: no!\r\n"),
+        response(b"hello", html + b"x-third: no!\r\n"),
+        response(b"hello", html),
+        response(b"hello", html),
+        response(b"hello", html, b"close"),
+    ]
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serve(app, **EXACT) as srv, srv.connect() as sock:
+        responses = Responses(sock)
+        for number, want in enumerate(expected, 1):
+            sock.sendall(request)
+            assert responses.next() == want, number
+        responses.wait_closed()
+
+
+def path_app() -> Any:
+    """Answers with the path, under headers that depend on it."""
+    by_path: dict[str, Pairs] = {
+        "/a": [(b"x-path", b"a")],
+        "/bb": [(b"x-path", b"bb"), (b"x-more", b"1")],
+    }
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = by_path.get(scope["path"], [])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    return app
+
+
+A_LINES = b"x-path: a\r\n"
+BB_LINES = b"x-path: bb\r\nx-more: 1\r\n"
+GET_A = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+GET_BB = b"GET /bb HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_two_connections_alternating_paths(serve: Serve) -> None:
+    with serve(path_app(), **EXACT) as srv, srv.connect() as one, srv.connect() as two:
+        ones, twos = Responses(one), Responses(two)
+        for round_ in range(4):
+            first, second = (GET_A, GET_BB) if round_ % 2 == 0 else (GET_BB, GET_A)
+            for sock, responses, request in ((one, ones, first), (two, twos, second)) * 2:
+                sock.sendall(request)
+                if request == GET_A:
+                    assert responses.next() == response(b"/a", A_LINES), round_
+                else:
+                    assert responses.next() == response(b"/bb", BB_LINES), round_
+
+
+def test_head_after_get_of_the_same_path(serve: Serve) -> None:
+    head = b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serve(path_app(), **EXACT) as srv, srv.connect() as sock:
+        responses = Heads(sock)
+        for _ in range(2):
+            sock.sendall(GET_A)
+            assert responses.next() == response(b"/a", A_LINES)
+            sock.sendall(GET_A)
+            assert responses.next() == response(b"/a", A_LINES)
+            sock.sendall(head)
+            assert responses.head_only() == response(b"/a", A_LINES)[: -len(b"/a")]
+            sock.sendall(head)
+            assert responses.head_only() == response(b"/a", A_LINES)[: -len(b"/a")]
+        sock.sendall(GET_A + head + GET_A)
+        assert responses.next() == response(b"/a", A_LINES)
+        assert responses.head_only() == response(b"/a", A_LINES)[: -len(b"/a")]
+        assert responses.next() == response(b"/a", A_LINES)
+        sock.shutdown(socket.SHUT_WR)
+        responses.wait_closed()
+
+
+def test_http10_requests_that_differ_only_in_version(serve: Serve) -> None:
+    http10 = b"GET /a HTTP/1.0\r\nHost: x\r\n\r\n"
+    http10_keeps = b"GET /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    with serve(path_app(), **EXACT) as srv:
+        with srv.connect() as sock:
+            responses = Responses(sock)
+            for _ in range(2):
+                sock.sendall(GET_A)
+                assert responses.next() == response(b"/a", A_LINES)
+        with srv.connect() as sock:
+            sock.sendall(http10)
+            assert read_response(sock) == response(b"/a", A_LINES, b"close")
+        with srv.connect() as sock:
+            responses = Responses(sock)
+            for request, connection in [
+                (http10_keeps, b"keep-alive"),
+                (http10_keeps, b"keep-alive"),
+                (GET_A, b""),
+                (GET_A, b""),
+                (http10_keeps, b"keep-alive"),
+                (GET_A, b""),
+            ]:
+                sock.sendall(request)
+                assert responses.next() == response(b"/a", A_LINES, connection), request
+            sock.sendall(http10)
+            assert responses.next() == response(b"/a", A_LINES, b"close")
+            responses.wait_closed()
+        with srv.connect() as sock:  # and the ordinary response after them all has no mark of theirs
+            responses = Responses(sock)
+            sock.sendall(GET_A)
+            assert responses.next() == response(b"/a", A_LINES)
+
+
+def test_a_closing_request_after_kept_responses(serve: Serve) -> None:
+    closing = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with serve(path_app(), **EXACT) as srv:
+        with srv.connect() as sock:
+            responses = Responses(sock)
+            for _ in range(3):
+                sock.sendall(GET_A)
+                assert responses.next() == response(b"/a", A_LINES)
+            sock.sendall(closing)
+            assert responses.next() == response(b"/a", A_LINES, b"close")
+            responses.wait_closed()
+        with srv.connect() as sock:
+            sock.sendall(GET_A * 2 + closing + GET_A)
+            assert read_response(sock) == response(b"/a", A_LINES) * 2 + response(b"/a", A_LINES, b"close")
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The method, path, query and body it read, under headers that depend on the path."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = [(b"x-path", scope["path"].encode())] if scope["path"] != "/none" else []
+    reply = b"%b %b?%b %b." % (scope["method"].encode(), scope["path"].encode(), scope["query_string"], body)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": reply})
+
+
+PLAIN = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+HTTP10 = b"GET /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+# Each batch is one write. After a batch marked True the test waits for the answer to its last
+# request; the others end inside a head, or are the last, whose bad head closes the connection.
+BATCHES: list[tuple[bytes, bool]] = [
+    (PLAIN, True),
+    (PLAIN, True),
+    (PLAIN * 3, True),
+    (PLAIN + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n" + PLAIN, True),
+    (b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n" + PLAIN, True),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" + PLAIN, True),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + PLAIN, True),
+    (HTTP10 * 2 + PLAIN, True),
+    (b"GET /none HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + PLAIN, True),
+    (PLAIN[:9], False),
+    (PLAIN[9:] + PLAIN, True),
+    (PLAIN + PLAIN.replace(b"Host: x", b"Host x:") + PLAIN, False),
+]
+
+
+def marked(batch: bytes, number: int) -> bytes:
+    """The batch with its last request's target given a query the answer repeats."""
+    last = batch.rfind(b"GET /a ")
+    return batch[:last] + b"GET /a?end=%d " % number + batch[last + len(b"GET /a ") :]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_h11_and_httptools_answer_the_same_bytes_alike(loop: str) -> None:
+    answers = {}
+    for http in ("h11", "httptools"):
+        with run_server(echo_app, loop=loop, http=http, **EXACT) as srv, srv.connect() as sock:
+            received = b""
+            for number, (batch, wait) in enumerate(BATCHES):
+                if not wait:
+                    sock.sendall(batch)
+                    continue
+                sock.sendall(marked(batch, number))
+                marker = b"GET /a?end=%d ." % number
+                received += read_until(sock, marker)
+                assert received.endswith(marker), (http, number)
+            received += read_response(sock)
+            assert not srv.loop_errors, srv.loop_errors
+        answers[http] = received
+    assert answers["h11"] == answers["httptools"]
+    assert answers["httptools"].count(b"HTTP/1.1 200 OK\r\n") == 23
+    assert answers["httptools"].endswith(b"connection: close\r\n\r\nBad Request")
