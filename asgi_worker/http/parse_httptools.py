@@ -15,11 +15,12 @@ starts at an offset we know, so its size is exact (``limits.py``).
 - A head split across reads goes through ``head_scan.HeadScanner`` first, which refuses a bad line as
   soon as it is complete and holds the head until its blank line; then llhttp reads it whole, as on
   the fast path.
-- A head that repeats, byte for byte, the last head read whole on this connection (a client polling one
-  URL, a health check, a proxy's pooled connection) is not parsed again: reading a head is a pure
-  function of its bytes and the limits, so the last reading is reused with a fresh header list
-  (``_Repeat``). Only plain heads are kept: bodiless, keep-alive, no upgrade, no ``Expect``, at most
-  ``REPEAT_LIMIT`` bytes (what an idle connection holds). A miss costs a length test.
+- A head a connection repeats byte for byte (a client polling one URL, a health check, a proxy's
+  pooled connection) is not parsed again: reading a head is a pure function of its bytes and the
+  limits, so once the same plain head has come twice in a row its reading is kept (``_Repeat``) and
+  reused, with a fresh header list, whenever those bytes come again. Only plain heads are kept:
+  bodiless, keep-alive, no upgrade, no ``Expect``, at most ``REPEAT_LIMIT`` bytes (what an idle
+  connection holds). A head that differs costs two comparisons and a reference (about 0.1 µs).
 - After a request with a body, or one that asks to upgrade, llhttp is left expecting bytes we will
   not give it: the next head gets a fresh llhttp parser (about 150 ns).
 - A WebSocket handshake when the server switches for it (``switch_websocket``): reading stops after
@@ -82,6 +83,7 @@ class HttptoolsParser(BodyReader):
         "_parser",
         "_repeat",
         "_scanner",
+        "_seen",
         "_stale",
         "_url",
         "in_head",
@@ -96,7 +98,8 @@ class HttptoolsParser(BodyReader):
         self._headers: list[tuple[bytes, bytes]] = []
         self._line_length = 0  # bytes of the request line before its LF, as received
         self._scanner: HeadScanner | None = None  # a head arriving in pieces
-        self._repeat: _Repeat | None = None  # the last plain head, for a client that sends it again
+        self._repeat: _Repeat | None = None  # a plain head sent twice in a row, for a client that repeats it
+        self._seen = b""  # the last plain head llhttp read
         # True while part of a request head has arrived but not all of it; an attribute, not a
         # property, because the connection reads it after every response.
         self.in_head = False
@@ -194,7 +197,11 @@ class HttptoolsParser(BodyReader):
         ):
             # Its own bytes, never a buffer the caller could reuse: a whole ``bytes`` read is kept as is.
             whole = type(data) is bytes and not start and end == len(data)
-            self._repeat = _Repeat(data if whole else bytes(data[start:end]), head)
+            raw = data if whole else bytes(data[start:end])
+            if raw == self._seen:  # twice in a row: worth remembering (a miss only keeps a reference)
+                self._repeat = _Repeat(raw, head)
+            else:
+                self._seen = raw
         if head.body_length:
             self._stale = True
         elif not (head.websocket and self._switch_websocket):

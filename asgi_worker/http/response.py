@@ -137,20 +137,25 @@ def plan_response(
     An app answers most requests the same way: the plan for the same status, header list and body
     length under the same ``defaults`` is the last one again (``LastHead``), unless the request was
     out of the ordinary (HEAD, HTTP/1.0, no keep-alive, draining, its body unread). A miss costs a
-    list comparison; the plan kept changes after two misses in a row.
+    list comparison; the plan kept is replaced after ``defaults.patience`` misses in a row.
     """
-    common = not (head_only or http10 or draining) and request_keeps and body_complete
     last = defaults.last
-    if (
-        common
-        and last is not None
-        and status == last.status
-        and body_length == last.body_length
+    if (  # the likeliest difference first: a miss should cost little
+        last is not None
         and type(headers) is list
         and headers == last.headers
+        and status == last.status
+        and body_length == last.body_length
         and type(status) is int
+        and not (head_only or http10 or draining)
+        and request_keeps
+        and body_complete
     ):
-        last.missed = False
+        if last.misses:
+            last.misses = 0
+        if not last.reused:  # halved, not reset: a chance hit among varied answers changes little
+            last.reused = True
+            defaults.patience = max(defaults.patience // 2, PATIENCE_MIN)
         return last.plan
     line = _STATUS_LINES.get(status)  # a known status: valid (a str or float key finds nothing)
     if line is None or type(status) is not int:
@@ -202,11 +207,14 @@ def plan_response(
     else:
         parts.append(b"\r\n")
     plan = ResponsePlan(b"".join(parts), NO_BODY if head_only else framing, content_length, keep_alive)
-    if common and type(headers) is list:
-        if last is None or last.missed:  # kept until missed twice in a row: A, B, A, B still half hits
-            defaults.last = LastHead.of(status, headers, body_length, plan)
-        else:
-            last.missed = True
+    if last is not None:
+        last.misses += 1
+        if last.misses < defaults.patience:
+            return plan
+    if type(headers) is list and not (head_only or http10 or draining) and request_keeps and body_complete:
+        if last is not None and not last.reused:  # replaced unused: the app's answers vary, copy less often
+            defaults.patience = min(2 * defaults.patience, PATIENCE_LIMIT)
+        defaults.last = LastHead.of(status, headers, body_length, plan)
     return plan
 
 
@@ -266,6 +274,13 @@ def encode_error_response(status: int, defaults: DefaultHeaderBlock, message: st
     )
 
 
+# Misses in a row after which ``LastHead`` is replaced: doubled, up to the limit, each time one is
+# replaced without having been reused, halved when one is (an app whose every response differs
+# pays for a copy once in 256 responses).
+PATIENCE_MIN = 2
+PATIENCE_LIMIT = 256
+
+
 class LastHead:
     """The last plan ``plan_response`` made for an ordinary request: reused while an app answers alike.
 
@@ -273,7 +288,7 @@ class LastHead:
     ``bytes``: then a later list equal to it is the same headers, and encodes to the same head.
     """
 
-    __slots__ = ("body_length", "headers", "missed", "plan", "status")
+    __slots__ = ("body_length", "headers", "misses", "plan", "reused", "status")
 
     def __init__(
         self, status: int, headers: list[tuple[bytes, bytes]], body_length: int | None, plan: ResponsePlan
@@ -282,7 +297,8 @@ class LastHead:
         self.headers = headers
         self.body_length = body_length
         self.plan = plan
-        self.missed = False  # the last ordinary response was planned afresh
+        self.misses = 0  # responses planned afresh since it was made or last reused
+        self.reused = False
 
     @classmethod
     def of(
@@ -316,6 +332,7 @@ class DefaultHeaderBlock:
         "_server_value",
         "block",
         "last",
+        "patience",
     )
 
     def __init__(self, server: bytes | None, extra: list[tuple[bytes, bytes]]) -> None:
@@ -327,6 +344,7 @@ class DefaultHeaderBlock:
         self._date_value: bytes | None = None
         self.block = self._server + self._extra
         self.last: LastHead | None = None  # the last plan made with this block (plan_response)
+        self.patience = PATIENCE_MIN  # misses in a row before ``last`` is replaced
 
     def refresh(self, date: bytes | None) -> None:
         """Set the current date (an IMF-fixdate), or None to send no date header."""

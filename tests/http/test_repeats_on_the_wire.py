@@ -1,23 +1,30 @@
-"""Requests and responses that repeat the last one, over real sockets, on every backend.
+"""Requests and responses that repeat earlier ones, over real sockets, on every backend.
 
-Two shortcuts serve a repeat from what was made for the last one: the httptools adapter reuses its
-reading of a head that has the same bytes as the last plain one (``parse_httptools._Repeat``), and
-``plan_response`` reuses the last response head when an app answers alike (``response.LastHead``,
-shared by every connection of the server). What a client or an app can see must not change: each
-request gets a header list and a scope of its own, each response the head its own headers make, and
-h11 and httptools answer the same bytes with the same bytes. The pure checks are in
-``tests/unit/test_repeated_heads.py``.
+Two shortcuts serve a repeat from memory: the httptools adapter keeps its reading of a plain head
+once llhttp has read the same bytes twice in a row, and serves the third and later from it
+(``parse_httptools._Repeat``); ``plan_response`` reuses its last response head while an app answers
+alike, and replaces it after ``patience`` misses in a row (``response.LastHead``, shared by every
+connection of the server). What a client or an app can see must not change: each request gets a
+header list and a scope of its own, each response the head its own headers make, and h11 and
+httptools answer the same bytes with the same bytes. The pure checks, and the policy in detail, are
+in ``tests/unit/test_repeated_heads.py``.
 """
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import read_response, read_until, run_server
+from asgi_worker.http import parse_httptools
+from asgi_worker.http.events import RequestHead
+from asgi_worker.http.headers import build_head
+from asgi_worker.http.limits import RequestLimits
+from asgi_worker.http.response import DefaultHeaderBlock, ResponsePlan
+from tests.conftest import RunningServer, read_response, read_until, run_server
 from tests.http.test_keepalive_pipelining import Responses
 
 EXACT = {"server_header": False, "date_header": False}
@@ -57,7 +64,7 @@ def test_each_repeat_gets_headers_and_a_scope_of_its_own(serve: Serve) -> None:
     request = b"GET /same?q=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
     with serve(app, **EXACT) as srv, srv.connect() as sock:
         responses = Responses(sock)
-        for _ in range(5):
+        for _ in range(5):  # httptools: llhttp reads two, the memo serves three
             sock.sendall(request)
             assert responses.next() == response(b"/same")
         sock.sendall(request * 5)  # pipelined: repeats in one read
@@ -129,6 +136,85 @@ A_LINES = b"x-path: a\r\n"
 BB_LINES = b"x-path: bb\r\nx-more: 1\r\n"
 GET_A = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 GET_BB = b"GET /bb HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def defaults_of(srv: RunningServer) -> DefaultHeaderBlock:
+    """The server's default header block, where the response memo lives."""
+    ctx = srv.server._ctx
+    assert ctx is not None
+    return ctx.defaults
+
+
+def test_the_shortcuts_are_taken_on_the_wire(
+    serve: Serve, backend: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same request five times: llhttp reads two; the response head is planned once."""
+    reads: list[bytes] = []
+
+    def spy(
+        method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]], limits: RequestLimits
+    ) -> RequestHead:
+        reads.append(target)
+        return build_head(method, target, version, headers, limits)
+
+    monkeypatch.setattr(parse_httptools, "build_head", spy)
+    headers: Pairs = [(b"content-type", b"text/plain")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    want = response(b"hello", b"content-type: text/plain\r\n")
+    with serve(app, **EXACT) as srv, srv.connect() as sock:
+        responses = Responses(sock)
+        plans: list[ResponsePlan] = []
+        for _ in range(5):
+            sock.sendall(GET_A)
+            assert responses.next() == want
+            last = defaults_of(srv).last
+            assert last is not None and last.headers == headers and last.headers is not headers
+            plans.append(last.plan)
+        assert all(plan is plans[0] for plan in plans)
+        kept = defaults_of(srv).last
+        assert kept is not None and kept.reused and kept.misses == 0
+    assert reads == ([b"/a", b"/a"] if backend[1] == "httptools" else [])
+
+
+def test_an_app_that_answers_otherwise_each_time_then_alike(serve: Serve) -> None:
+    """Varied answers make the server patient; answers alike make it a memo again. Every response on
+    two connections, read in turn, is the one its own headers make."""
+    numbers = itertools.count()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"]
+        pair = (b"x-n", b"%d" % next(numbers)) if path == "/varied" else (b"x-path", path[1:].encode())
+        headers = [pair]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": path.encode()})
+
+    varied = b"GET /varied HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serve(app, **EXACT) as srv, srv.connect() as one, srv.connect() as two:
+        ones, twos = Heads(one), Heads(two)
+        number = 0
+        for _ in range(15):
+            for sock, responses in ((one, ones), (two, twos)):
+                sock.sendall(varied)
+                assert responses.next() == response(b"/varied", b"x-n: %d\r\n" % number)
+                number += 1
+        # Replaced after 2, 4, 8 misses without a hit: the server waits 16 now.
+        assert defaults_of(srv).patience == 16
+        for round_ in range(10):  # HEAD requests among them are misses too
+            for sock, responses in ((one, ones), (two, twos)):
+                sock.sendall(GET_A)
+                assert responses.next() == response(b"/a", A_LINES), round_
+                if round_ % 3 == 0:
+                    sock.sendall(head)
+                    assert responses.head_only() == response(b"/a", A_LINES)[: -len(b"/a")], round_
+        last = defaults_of(srv).last
+        assert last is not None and last.headers == [(b"x-path", b"a")] and last.reused
+        # The first GET replaced a memo never reused (32), the second was its first hit (16).
+        assert defaults_of(srv).patience == 16
 
 
 def test_two_connections_alternating_paths(serve: Serve) -> None:
@@ -229,6 +315,8 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 PLAIN = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+GET_B = b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+POST = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody"
 HTTP10 = b"GET /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
 # Each batch is one write. After a batch marked True the test waits for the answer to its last
 # request; the others end inside a head, or are the last, whose bad head closes the connection.
@@ -242,6 +330,9 @@ BATCHES: list[tuple[bytes, bool]] = [
     (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + PLAIN, True),
     (HTTP10 * 2 + PLAIN, True),
     (b"GET /none HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + PLAIN, True),
+    (GET_B * 2 + PLAIN + GET_B + PLAIN, True),  # another head kept, and given up again
+    (PLAIN + GET_B + PLAIN + GET_B + PLAIN, True),  # never twice in a row
+    (PLAIN + POST + PLAIN + POST + PLAIN, True),  # served between bodies
     (PLAIN[:9], False),
     (PLAIN[9:] + PLAIN, True),
     (PLAIN + PLAIN.replace(b"Host: x", b"Host x:") + PLAIN, False),
@@ -272,5 +363,5 @@ def test_h11_and_httptools_answer_the_same_bytes_alike(loop: str) -> None:
             assert not srv.loop_errors, srv.loop_errors
         answers[http] = received
     assert answers["h11"] == answers["httptools"]
-    assert answers["httptools"].count(b"HTTP/1.1 200 OK\r\n") == 23
+    assert answers["httptools"].count(b"HTTP/1.1 200 OK\r\n") == 38
     assert answers["httptools"].endswith(b"connection: close\r\n\r\nBad Request")

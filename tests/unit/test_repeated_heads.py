@@ -1,10 +1,12 @@
 """The two "same as last time" shortcuts of the HTTP/1.1 hot path, pure: no sockets.
 
-``HttptoolsParser`` reuses its reading of the last plain head when the next head has the same bytes
-(``parse_httptools._Repeat``), and ``plan_response`` reuses the last plan when an ordinary request
-gets the same status, header list and body length (``response.LastHead``). A shortcut may only save
-work: every test here checks its answer against the long way (a fresh parser or a fresh
-``DefaultHeaderBlock``, which has no memo), and that it is not taken where it must not be.
+``HttptoolsParser`` keeps its reading of a plain head once llhttp has read the same bytes twice in a
+row, and serves that head from memory from then on (``parse_httptools._Repeat``). ``plan_response``
+reuses its last plan when an ordinary request gets the same status, header list and body length
+(``response.LastHead``), and replaces it after ``defaults.patience`` misses in a row, a patience
+that adapts to how often the app repeats itself. A shortcut may only save work: every test here
+checks its answer against the long way (a fresh parser or a fresh ``DefaultHeaderBlock``, which has
+no memo), when the shortcut is taken, and that it is not taken where it must not be.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ from typing import Any
 import pytest
 
 from asgi_worker.errors import AppProtocolError, RequestError
-from asgi_worker.http import parse_httptools
+from asgi_worker.http import parse_httptools, response
 from asgi_worker.http.events import BodyChunk, Event, RequestEnd, RequestHead
 from asgi_worker.http.headers import build_head
 from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.parse_h11 import H11Parser
 from asgi_worker.http.parse_httptools import REPEAT_LIMIT, HttptoolsParser
-from asgi_worker.http.response import DefaultHeaderBlock, ResponsePlan, plan_response
+from asgi_worker.http.response import (
+    PATIENCE_LIMIT,
+    PATIENCE_MIN,
+    DefaultHeaderBlock,
+    ResponsePlan,
+    plan_response,
+)
 
 LIMITS = RequestLimits()
 Item = Event | RequestError
@@ -71,6 +79,12 @@ def fresh(data: bytes) -> list[Any]:
     return reading(HttptoolsParser(LIMITS).feed(data))
 
 
+def kept(parser: HttptoolsParser) -> bytes | None:
+    """The bytes of the head the parser serves from memory, if any (a call: each look is a new one)."""
+    repeat = parser._repeat
+    return None if repeat is None else repeat.raw
+
+
 @pytest.fixture
 def llhttp_reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The target of every head llhttp read (``build_head`` runs once per head it reads, never for a
@@ -106,35 +120,106 @@ PLAIN_HEADS = {
 }
 
 
-def test_the_memo_keeps_bytes_of_its_own() -> None:
-    """A caller's reusable buffer changed after the feed cannot change what the memo remembers."""
+def test_the_memo_keeps_bytes_of_its_own(llhttp_reads: list[bytes]) -> None:
+    """A caller's reusable buffer changed after a feed changes neither the head last seen nor the memo:
+    the same buffer object with other bytes in it is another head."""
     buffer = bytearray(get(b"/a"))
     parser = HttptoolsParser(LIMITS)
     assert heads(parser.feed(buffer))[0].target == b"/a"  # type: ignore[arg-type]
     buffer[5] = ord("b")
     assert heads(parser.feed(buffer))[0].target == b"/b"  # type: ignore[arg-type]
+    assert kept(parser) is None  # /a then /b: not twice in a row
+    parser.feed(buffer)  # type: ignore[arg-type]
+    assert kept(parser) == get(b"/b")
+    buffer[5] = ord("c")
+    assert heads(parser.feed(buffer))[0].target == b"/c"  # type: ignore[arg-type]
+    assert kept(parser) == get(b"/b") and parser._seen == get(b"/c")
+    assert type(kept(parser)) is bytes and type(parser._seen) is bytes
+    assert llhttp_reads == [b"/a", b"/b", b"/b", b"/c"]
 
 
 @pytest.mark.parametrize("name", list(PLAIN_HEADS))
 def test_a_repeated_head_reads_as_a_fresh_parser_reads_it(name: str, llhttp_reads: list[bytes]) -> None:
+    """llhttp reads the first two; the third and later come from memory, each with a list of its own."""
     data = PLAIN_HEADS[name]
-    parser = HttptoolsParser(LIMITS)
     expected = fresh(data)
     del llhttp_reads[:]
-    first = parser.feed(data)
-    second = parser.feed(data)
-    assert reading(first) == reading(second) == expected
-    assert len(llhttp_reads) == 1, "the repeat was parsed again"
-    # The app gets a list of its own: changing one request's headers leaves the next one alone.
-    assert heads(first)[0].headers is not heads(second)[0].headers
-    heads(first)[0].headers.append((b"x-added", b"to the first"))
-    heads(second)[0].headers.append((b"x-added", b"by the app"))
-    heads(second)[0].headers[0] = (b"host", b"changed")
-    third = parser.feed(data)
-    assert reading(third) == expected
-    del heads(third)[0].headers[:]
+    parser = HttptoolsParser(LIMITS)
+    feeds: list[list[Item]] = []
+    for count in range(1, 6):
+        feeds.append(parser.feed(data))
+        assert reading(feeds[-1]) == expected, count
+        assert len(llhttp_reads) == min(count, 2), count
+        assert kept(parser) == (data if count >= 2 else None), count
+    lists = [heads(items)[0].headers for items in feeds]
+    assert len({id(headers) for headers in lists}) == 5
+    # The app changing its list (the one the memo was made from, or one served from it) leaves the
+    # next request's alone.
+    lists[1].append((b"x-added", b"to the one read twice"))
+    lists[2].append((b"x-added", b"by the app"))
+    lists[3][0] = (b"host", b"changed")
+    del lists[4][:]
     assert reading(parser.feed(data)) == expected
-    assert len(llhttp_reads) == 1
+    assert len(llhttp_reads) == 2
+
+
+def test_the_third_is_the_first_served_from_memory(llhttp_reads: list[bytes]) -> None:
+    for count in range(1, 8):
+        expected = fresh(PLAIN)
+        del llhttp_reads[:]
+        parser = HttptoolsParser(LIMITS)
+        assert reading(parser.feed(PLAIN * count)) == expected * count
+        assert len(llhttp_reads) == min(count, 2), count
+
+
+# Heads named by one letter, their target "/" and that letter (what ``llhttp_reads`` records).
+LETTERS: dict[str, bytes] = {
+    "A": get(b"/A"),
+    "B": get(b"/B"),
+    "P": b"POST /P HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",  # a body: never kept
+    "E": get(b"/E", b"Expect: 100-continue\r\n"),  # never kept
+    "U": get(b"/U", b"Connection: Upgrade\r\nUpgrade: websocket\r\n"),  # never kept; llhttp left waiting
+}
+# A stream of heads -> the ones llhttp reads (the others come from memory), and the memo after it.
+POLICY: dict[str, tuple[str, str | None]] = {
+    "A": ("A", None),
+    "AA": ("AA", "A"),
+    "AAAA": ("AA", "A"),
+    "AB": ("AB", None),
+    "ABAB": ("ABAB", None),  # never twice in a row: nothing kept
+    "ABBA": ("ABBA", "B"),
+    "AABA": ("AAB", "A"),  # another head in between does not drop the memo
+    "AABBB": ("AABB", "B"),  # B twice in a row replaces it
+    "AABBA": ("AABBA", "B"),
+    "AABBAA": ("AABBAA", "A"),
+    "AABAB": ("AABB", "B"),  # the memo's A does not come between: llhttp read B, then B
+    "AABABA": ("AABBA", "B"),
+    "APA": ("APA", "A"),  # a head the memo must not keep is not a head seen either
+    "AEA": ("AEA", "A"),
+    "AUA": ("AUA", "A"),
+    "APAA": ("APA", "A"),
+    "AAPA": ("AAP", "A"),  # served after a body, llhttp left waiting for more
+    "AAUAUA": ("AAUU", "A"),
+    "PPPP": ("PPPP", None),
+    "EEEA": ("EEEA", None),
+}
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["one-read", "a-read-each"])
+@pytest.mark.parametrize("stream", list(POLICY))
+def test_what_llhttp_reads_and_what_is_kept(stream: str, whole: bool, llhttp_reads: list[bytes]) -> None:
+    read, memo = POLICY[stream]
+    parts = [LETTERS[letter] for letter in stream]
+    expected = fresh(b"".join(parts))
+    del llhttp_reads[:]
+    parser = HttptoolsParser(LIMITS)
+    if whole:
+        got = reading(parser.feed(b"".join(parts)))
+    else:
+        got = [item for part in parts for item in reading(parser.feed(part))]
+    assert got == expected
+    assert llhttp_reads == [b"/" + letter.encode() for letter in read]
+    assert kept(parser) == (None if memo is None else LETTERS[memo])
 
 
 def test_pipelined_repeats_in_one_read(llhttp_reads: list[bytes]) -> None:
@@ -143,29 +228,35 @@ def test_pipelined_repeats_in_one_read(llhttp_reads: list[bytes]) -> None:
     parser = HttptoolsParser(LIMITS)
     items = parser.feed(PLAIN * 6)
     assert reading(items) == expected * 6
-    assert len(llhttp_reads) == 1
+    assert len(llhttp_reads) == 2
     lists = [head.headers for head in heads(items)]
     assert len({id(headers) for headers in lists}) == 6
-    # And a memo made by one read serves the heads pipelined in the next, cut anywhere after them.
+    # The memo serves the heads pipelined in the next read, cut anywhere after them.
     items = parser.feed(PLAIN * 3 + PLAIN[:7])
     assert reading(items) == expected * 3
     assert parser.in_head
+    assert len(llhttp_reads) == 2
     assert reading(parser.feed(PLAIN[7:])) == expected
-    assert len(llhttp_reads) == 2  # the head cut in two went the scanner's way, through llhttp
+    assert len(llhttp_reads) == 3  # the head cut in two went the scanner's way, through llhttp
+    assert reading(parser.feed(PLAIN)) == expected
+    assert len(llhttp_reads) == 3
 
 
-def test_a_head_that_arrived_in_pieces_is_remembered_too(llhttp_reads: list[bytes]) -> None:
+def test_heads_that_arrived_in_pieces_count_too(llhttp_reads: list[bytes]) -> None:
     expected = fresh(PLAIN)
     del llhttp_reads[:]
     parser = HttptoolsParser(LIMITS)
     assert parser.feed(PLAIN[:10]) == []
     assert reading(parser.feed(PLAIN[10:])) == expected
-    assert reading(parser.feed(PLAIN + PLAIN)) == expected * 2
-    assert len(llhttp_reads) == 1
+    assert kept(parser) is None and parser._seen == PLAIN
+    assert parser.feed(PLAIN[:20]) == []
+    assert reading(parser.feed(PLAIN[20:] + PLAIN)) == expected * 2
+    assert len(llhttp_reads) == 2  # the second in pieces made the memo, the whole one after it is served
     # Empty lines before a head are not part of it: the head after them is the same head.
     assert reading(parser.feed(b"\r\n\r\n" + PLAIN)) == expected
+    assert len(llhttp_reads) == 3
     assert reading(parser.feed(PLAIN)) == expected
-    assert len(llhttp_reads) == 2
+    assert len(llhttp_reads) == 3
 
 
 # Heads of PLAIN's length that differ from it in one byte: each is read afresh.
@@ -186,12 +277,24 @@ def test_a_head_one_byte_off_is_read_afresh(name: str, llhttp_reads: list[bytes]
     assert len(variant) == len(PLAIN) and variant != PLAIN
     expected = fresh(variant)
     parser = HttptoolsParser(LIMITS)
-    parser.feed(PLAIN)
+    parser.feed(PLAIN * 2)
+    repeat = parser._repeat
+    assert repeat is not None and repeat.raw == PLAIN
     del llhttp_reads[:]
     assert reading(parser.feed(variant)) == expected
     assert len(llhttp_reads) == 1
-    if expected[0][5]:  # the variant keeps the connection: the original is read afresh after it
-        assert reading(parser.feed(PLAIN + variant + PLAIN)) == fresh(PLAIN + variant + PLAIN)
+    if not expected[0][5]:  # the variant closes the connection: nothing is read after it
+        assert parser.feed(PLAIN) == []
+        return
+    assert parser._repeat is repeat  # a head in between leaves it
+    stream = PLAIN + variant + PLAIN + variant
+    expected = fresh(stream)
+    del llhttp_reads[:]
+    assert reading(parser.feed(stream)) == expected
+    # PLAIN from memory; the variant read again, twice in a row for llhttp, so now it is kept; PLAIN
+    # read; the variant from memory.
+    assert len(llhttp_reads) == 2
+    assert kept(parser) == variant
 
 
 CHUNKED = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -219,22 +322,25 @@ def test_heads_the_memo_must_not_keep(name: str, llhttp_reads: list[bytes]) -> N
     expected = fresh(data)
     parser = HttptoolsParser(LIMITS)
     assert reading(parser.feed(data)) == expected
-    assert parser._repeat is None
+    assert kept(parser) is None and parser._seen == b""  # neither kept nor seen
     if closes:
         assert parser.feed(data) == [] and parser.feed(PLAIN) == []
         return
     del llhttp_reads[:]
-    assert reading(parser.feed(data + data)) == expected * 2
-    assert len(llhttp_reads) == 2
-    # A plain memo survives it, and serves the next plain head although llhttp was left waiting
-    # for a body or an upgrade; the head after that one still gets a fresh llhttp.
-    stream = data + PLAIN + PLAIN + get(b"/other")
+    assert reading(parser.feed(data * 3)) == expected * 3
+    assert len(llhttp_reads) == 3
+    assert kept(parser) is None and parser._seen == b""
+    # It comes between two plain heads without parting them, and a memo serves the plain head after
+    # it although llhttp was left waiting for a body or an upgrade; the head after that one still
+    # gets a fresh llhttp.
+    plain = get(b"/k")
+    stream = plain + data + plain + data + plain + get(b"/other")
     expected = fresh(stream)
-    parser.feed(PLAIN)
     del llhttp_reads[:]
     assert reading(parser.feed(stream)) == expected
-    assert llhttp_reads == [b"/a", b"/other"]
-    assert parser._repeat is not None and parser._repeat.raw == get(b"/other")
+    assert llhttp_reads == [b"/k", b"/a", b"/k", b"/a", b"/other"]
+    assert kept(parser) == plain
+    assert parser._seen == get(b"/other")
 
 
 def test_the_limit_is_inclusive(llhttp_reads: list[bytes]) -> None:
@@ -242,10 +348,10 @@ def test_the_limit_is_inclusive(llhttp_reads: list[bytes]) -> None:
     at_limit = get(extra=b"X-Pad: %b\r\n" % (b"p" * pad))
     over = get(extra=b"X-Pad: %b\r\n" % (b"p" * (pad + 1)))
     assert (len(at_limit), len(over)) == (REPEAT_LIMIT, REPEAT_LIMIT + 1)
-    for data, reads in ((at_limit, 1), (over, 3)):
+    for data, reads in ((at_limit, 2), (over, 4)):
         expected = fresh(data)
         del llhttp_reads[:]
-        assert reading(HttptoolsParser(LIMITS).feed(data * 3)) == expected * 3
+        assert reading(HttptoolsParser(LIMITS).feed(data * 4)) == expected * 4
         assert len(llhttp_reads) == reads
 
 
@@ -267,24 +373,26 @@ def test_a_bad_head_of_the_memo_s_length_gets_its_error(name: str) -> None:
     expected = fresh(bad)
     assert expected[-1][0] == "error"
     parser = HttptoolsParser(LIMITS)
-    parser.feed(PLAIN)
+    parser.feed(PLAIN * 2)
+    assert kept(parser) == PLAIN
     assert reading(parser.feed(bad)) == expected
     # Nothing is served after a refusal, the memo's head least of all.
     assert parser.feed(PLAIN) == []
     parser = HttptoolsParser(LIMITS)
-    parser.feed(PLAIN)
+    parser.feed(PLAIN * 2)
     assert reading(parser.feed(PLAIN + bad + PLAIN)) == fresh(PLAIN + bad)
     assert parser.feed(PLAIN) == []
 
 
 def test_after_a_refused_body_the_memo_is_never_served() -> None:
     parser = HttptoolsParser(RequestLimits(body=3))
-    parser.feed(PLAIN)
+    parser.feed(PLAIN * 2)
+    assert kept(parser) == PLAIN
     too_big = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody"
     assert reading(parser.feed(too_big + PLAIN))[-1][:3] == ("error", "BodyTooLarge", 413)
     assert parser.feed(PLAIN) == []
     parser = HttptoolsParser(LIMITS)
-    parser.feed(PLAIN)
+    parser.feed(PLAIN * 2)
     bad_chunk = CHUNKED + b"zz\r\n"
     assert reading(parser.feed(bad_chunk + PLAIN))[-1][0] == "error"
     assert parser.feed(PLAIN) == []
@@ -388,7 +496,8 @@ def test_the_memo_changes_nothing_a_client_can_see(
         if done >= SEQUENCES or time.monotonic() > deadline:
             break
     assert done >= 200, f"only {done} sequences in {SECONDS} s"
-    assert served >= done // 2, f"the memo served only {served} heads in {done} sequences"
+    # 1940 heads in 4000 sequences with this seed: only the third and later repeats come from memory.
+    assert served >= done // 3, f"the memo served only {served} heads in {done} sequences"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -422,6 +531,15 @@ def plan(
     )
 
 
+def hit(defaults: DefaultHeaderBlock, headers: Any, **kwargs: Any) -> bool:
+    """Plan a response (checked against the long way) and say whether the memo served it: a miss is
+    always a plan of its own, never the memo's."""
+    before = defaults.last
+    got = plan(defaults, headers, **kwargs)
+    assert same_plan(got, long_way(headers, **kwargs))
+    return before is not None and got is before.plan
+
+
 def long_way(headers: Any, **kwargs: Any) -> ResponsePlan:
     """The plan a block without a memo makes: what every plan must equal."""
     return plan(block(), headers, **kwargs)
@@ -438,19 +556,120 @@ def same_plan(one: ResponsePlan, other: ResponsePlan) -> bool:
 
 A: Pairs = [(b"content-type", b"text/plain"), (b"x-a", b"1")]
 B: Pairs = [(b"content-type", b"application/json")]
+_COUNTER = itertools.count()
+
+
+def varied() -> Pairs:
+    """Headers no response had before: an app whose every answer differs."""
+    return [(b"x-n", b"%d" % next(_COUNTER))]
 
 
 def test_the_same_headers_get_the_same_plan() -> None:
     defaults = block()
+    assert defaults.patience == PATIENCE_MIN == 2
     first = plan(defaults, A)
-    assert defaults.last is not None and defaults.last.headers is not A
+    last = defaults.last
+    assert last is not None and last.headers == A and last.headers is not A
+    assert (last.misses, last.reused, last.plan) == (0, False, first)
     assert plan(defaults, A) is first
     assert plan(defaults, list(A)) is first  # an equal list, not the same object: as good
+    assert defaults.last is last and last.reused and defaults.patience == PATIENCE_MIN
     assert same_plan(first, long_way(A))
     assert first.head == (
         b"HTTP/1.1 200 OK\r\nserver: asgi-worker\r\nx-default: d\r\n"
         b"content-type: text/plain\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n"
     )
+
+
+def test_an_app_answering_otherwise_each_time_is_copied_ever_less_often() -> None:
+    """Patience doubles each time a memo is replaced unused, up to its limit; the memo is replaced by
+    the response that reaches it, and only then."""
+    defaults = block()
+    replaced: list[tuple[int, int]] = []
+    for index in range(800):
+        before = defaults.last
+        assert not hit(defaults, varied())
+        last = defaults.last
+        assert last is not None
+        if index and last is not before:
+            replaced.append((index, defaults.patience))
+            assert last.misses == 0 and not last.reused
+        else:
+            assert last.misses == index - (replaced[-1][0] if replaced else 0)
+    starts = [2, 6, 14, 30, 62, 126, 254, 510, 766]
+    assert replaced == list(zip(starts, [4, 8, 16, 32, 64, 128, 256, 256, 256], strict=True))
+    assert PATIENCE_LIMIT == 256
+
+
+def patient(patience: int) -> DefaultHeaderBlock:
+    """A block whose memo (``varied`` headers, never reused) was just made with this patience."""
+    defaults = block()
+    while defaults.patience < patience:
+        plan(defaults, varied())
+    assert defaults.patience == patience and defaults.last is not None and defaults.last.misses == 0
+    return defaults
+
+
+def test_the_first_hit_of_a_memo_halves_patience() -> None:
+    defaults = patient(16)
+    kept = defaults.last
+    assert kept is not None
+    assert hit(defaults, list(kept.headers))
+    assert defaults.patience == 8 and kept.reused
+    assert hit(defaults, list(kept.headers))
+    assert defaults.patience == 8  # once per memo
+    # A reused memo replaced: patience stays.
+    for _ in range(7):
+        assert not hit(defaults, varied())
+    assert defaults.last is kept and kept.misses == 7
+    assert not hit(defaults, B)
+    assert defaults.last is not kept and defaults.last is not None and defaults.last.headers == B
+    assert defaults.patience == 8
+    assert hit(defaults, B) and defaults.patience == 4
+    for _ in range(4):
+        plan(defaults, A)  # the fourth replaces B
+    assert defaults.last is not None and defaults.last.headers == A
+    assert hit(defaults, A) and defaults.patience == PATIENCE_MIN
+    for _ in range(2):
+        plan(defaults, B)
+    assert hit(defaults, B) and defaults.patience == PATIENCE_MIN  # never below
+
+
+def test_a_hit_starts_the_count_again() -> None:
+    defaults = patient(8)
+    kept = defaults.last
+    assert kept is not None
+    for _ in range(7):
+        assert not hit(defaults, varied())
+    assert hit(defaults, list(kept.headers))
+    assert kept.misses == 0 and defaults.patience == 4
+    for _ in range(5):
+        for _ in range(3):
+            assert not hit(defaults, varied())
+        assert kept.misses == 3
+        assert hit(defaults, list(kept.headers))
+        assert kept.misses == 0
+    assert defaults.last is kept and defaults.patience == 4
+
+
+def test_a_chance_hit_among_varied_answers_changes_little() -> None:
+    defaults = patient(PATIENCE_LIMIT)
+    kept = defaults.last
+    assert kept is not None
+    for _ in range(100):
+        plan(defaults, varied())
+    assert hit(defaults, list(kept.headers))
+    assert defaults.patience == PATIENCE_LIMIT // 2 and kept.misses == 0
+    for _ in range(127):
+        plan(defaults, varied())
+    assert defaults.last is kept
+    plan(defaults, varied())
+    newer = defaults.last
+    assert newer is not kept and newer is not None
+    assert defaults.patience == PATIENCE_LIMIT // 2  # the memo it replaced had been reused
+    for _ in range(PATIENCE_LIMIT // 2):
+        plan(defaults, varied())
+    assert defaults.last is not newer and defaults.patience == PATIENCE_LIMIT
 
 
 def test_an_app_changing_its_own_list_sees_the_change() -> None:
@@ -465,12 +684,13 @@ def test_an_app_changing_its_own_list_sees_the_change() -> None:
         lambda: headers.append((b"content-length", b"5")),
         headers.clear,
     ]
-    for change in [lambda: None, *changes]:
+    assert not hit(defaults, headers) and hit(defaults, headers)
+    for change in changes:
         change()
-        for _ in range(3):  # a miss, a second miss that replaces the memo, a hit
-            got = plan(defaults, headers)
-            assert same_plan(got, long_way(list(headers))), headers
-    assert defaults.last is not None and defaults.last.headers == headers
+        # A miss, a second one that replaces the memo (reused: patience stays), then hits.
+        assert [hit(defaults, headers) for _ in range(4)] == [False, False, True, True], headers
+        assert defaults.last is not None and defaults.last.headers == headers
+        assert defaults.last.headers is not headers and defaults.patience == PATIENCE_MIN
 
 
 @pytest.mark.parametrize(
@@ -487,22 +707,32 @@ def test_an_app_changing_its_own_list_sees_the_change() -> None:
 def test_pairs_that_could_change_are_never_kept(headers: Any) -> None:
     defaults = block()
     if len(headers[-1]) == 3:
-        with pytest.raises(ValueError):  # as without the memo: not a pair
+        with pytest.raises(ValueError):  # as without the memo: not a pair, and no response either
             plan(defaults, headers)
         assert defaults.last is None
+        plan(defaults, A)
+        kept = defaults.last
+        with pytest.raises(ValueError):
+            plan(defaults, headers)
+        assert defaults.last is kept and kept is not None and kept.misses == 0
         return
     expected = long_way(headers)
     assert b"x: v\r\n" in expected.head
     for _ in range(3):
         assert same_plan(plan(defaults, headers), expected)
         assert defaults.last is None
-    # Behind a kept plan: at most it stops being kept (two misses), it is never replaced by these.
+    # Behind a kept plan: they are misses like any other, and the one that would replace it drops
+    # it (it was never reused: patience doubles); they never become the memo themselves.
     plan(defaults, A)
     kept = defaults.last
-    for _ in range(3):
-        assert same_plan(plan(defaults, headers), expected)
-        assert defaults.last in (kept, None)
-    assert same_plan(plan(defaults, A), long_way(A))
+    assert kept is not None
+    assert same_plan(plan(defaults, headers), expected)
+    assert defaults.last is kept and kept.misses == 1
+    assert same_plan(plan(defaults, headers), expected)
+    assert defaults.last is None and defaults.patience == 4
+    assert same_plan(plan(defaults, headers), expected)
+    assert defaults.last is None
+    assert not hit(defaults, A) and hit(defaults, A)  # the next exact list is kept at once
 
 
 def test_an_app_mutating_a_bytearray_value_is_seen() -> None:
@@ -512,11 +742,12 @@ def test_an_app_mutating_a_bytearray_value_is_seen() -> None:
     assert b"x-v: one\r\n" in plan(defaults, headers).head
     value[:] = b"two"
     assert b"x-v: two\r\n" in plan(defaults, headers).head
+    assert defaults.last is None
     # Equal to a kept plan's bytes, a bytearray gets the kept plan: the same head, byte for byte.
     plan(defaults, [(b"x-v", b"three")])
     assert defaults.last is not None
     value[:] = b"three"
-    assert same_plan(plan(defaults, headers), long_way([(b"x-v", b"three")]))
+    assert hit(defaults, headers)
     value[:] = b"four!"
     assert b"x-v: four!\r\n" in plan(defaults, headers).head
 
@@ -530,17 +761,18 @@ def test_str_names_and_values_are_refused_as_without_the_memo() -> None:
             long_way(headers)
         with pytest.raises(type(without.value)):
             plan(defaults, headers)
-        assert defaults.last is kept
+        assert defaults.last is kept and kept is not None and kept.misses == 0  # no response, no miss
 
 
 @pytest.mark.parametrize("status", [200.0, HTTPStatus.OK, "200", True])
 def test_a_status_equal_to_the_kept_one_but_no_int_is_refused(status: Any) -> None:
     defaults = block()
     plan(defaults, A, status=200)
-    plan(defaults, A, status=200)
-    with pytest.raises(AppProtocolError):
-        plan(defaults, A, status=status)
-    assert same_plan(plan(defaults, A), long_way(A))
+    assert hit(defaults, A, status=200)
+    for _ in range(3):
+        with pytest.raises(AppProtocolError):
+            plan(defaults, A, status=status)
+    assert hit(defaults, A)
 
 
 @pytest.mark.parametrize(
@@ -555,10 +787,12 @@ def test_a_status_equal_to_the_kept_one_but_no_int_is_refused(status: Any) -> No
 def test_an_invalid_header_is_never_served_from_the_memo(bad: Pairs) -> None:
     defaults = block()
     plan(defaults, A)
+    kept = defaults.last
     for _ in range(3):
         with pytest.raises(AppProtocolError):
             plan(defaults, bad)
-    assert same_plan(plan(defaults, A), long_way(A))
+    assert defaults.last is kept and kept is not None and kept.misses == 0
+    assert hit(defaults, A)
 
 
 UNUSUAL: dict[str, dict[str, bool]] = {
@@ -584,18 +818,53 @@ def test_unusual_requests_take_the_long_way(name: str, body_length: int | None) 
     for _ in range(3):
         unusual = plan(defaults, A, body_length=body_length, **facts)
         assert unusual is not ordinary and same_plan(unusual, expected)
-        assert defaults.last is kept and not kept.missed
+        assert defaults.last is kept and kept.misses == 1  # a miss, though its headers are the same
         # ... and the ordinary response after it has none of its marks (connection: close, keep-alive).
         assert plan(defaults, A, body_length=body_length) is ordinary
+        assert kept.misses == 0
     assert b"connection:" not in ordinary.head
+
+
+@pytest.mark.parametrize("name", list(UNUSUAL))
+def test_unusual_requests_count_as_misses_and_never_become_the_memo(name: str) -> None:
+    facts = UNUSUAL[name]
+    defaults = block()
+    plan(defaults, A)
+    kept = defaults.last
+    assert kept is not None and hit(defaults, A)
+    for count in range(1, 6):  # past patience: the memo stays, for want of a response to keep
+        assert not hit(defaults, B, **facts)
+        assert not hit(defaults, A, **facts)
+        assert defaults.last is kept and kept.misses == 2 * count
+    assert defaults.patience == PATIENCE_MIN
+    assert hit(defaults, A) and kept.misses == 0
+    for _ in range(2):
+        plan(defaults, B, **facts)
+    assert not hit(defaults, B)  # the first ordinary miss past patience replaces it
+    assert defaults.last is not None and defaults.last.headers == B
+    assert defaults.patience == PATIENCE_MIN  # the memo replaced had been reused
+
+
+@pytest.mark.parametrize("kind", [tuple, iter])
+def test_headers_not_in_a_list_count_as_misses_and_are_never_kept(kind: Callable[[Pairs], Any]) -> None:
+    defaults = block()
+    assert same_plan(plan(defaults, kind(A)), long_way(A))
+    assert defaults.last is None
+    plan(defaults, A)
+    kept = defaults.last
+    assert kept is not None and hit(defaults, A)
+    for count in range(1, 4):
+        assert same_plan(plan(defaults, kind(A)), long_way(A))
+        assert defaults.last is kept and kept.misses == count
 
 
 def test_an_unusual_request_first_leaves_nothing_behind() -> None:
     for facts in UNUSUAL.values():
         defaults = block()
-        plan(defaults, A, **facts)
-        assert defaults.last is None
-        assert same_plan(plan(defaults, A), long_way(A))
+        for _ in range(3):
+            plan(defaults, A, **facts)
+        assert defaults.last is None and defaults.patience == PATIENCE_MIN
+        assert not hit(defaults, A) and hit(defaults, A)
 
 
 def test_body_length_is_part_of_the_key() -> None:
@@ -612,13 +881,16 @@ def test_status_is_part_of_the_key() -> None:
         assert same_plan(got, long_way(A, status=status)), status
 
 
-def test_a_new_date_clears_the_memo() -> None:
-    defaults = block()
+def test_a_new_date_clears_the_memo_and_keeps_patience() -> None:
+    defaults = patient(8)
     defaults.refresh(b"Mon, 01 Jan 2024 00:00:00 GMT")
-    first = plan(defaults, A)
+    assert defaults.last is None and defaults.patience == 8
+    first = plan(defaults, A)  # no memo: the first ordinary response makes one at once
+    assert defaults.last is not None and defaults.last.plan is first
     assert plan(defaults, A) is first and b"date: Mon, 01 Jan 2024" in first.head
+    assert defaults.patience == 4
     defaults.refresh(b"Mon, 01 Jan 2024 00:00:01 GMT")
-    assert defaults.last is None
+    assert defaults.last is None and defaults.patience == 4
     second = plan(defaults, A)
     assert b"date: Mon, 01 Jan 2024 00:00:01 GMT\r\n" in second.head
     assert b"00:00:00" not in second.head
@@ -655,3 +927,69 @@ def test_a_response_with_its_own_framing_headers() -> None:
     for headers, body_length in cases * 3:
         got = plan(defaults, headers, body_length=body_length)
         assert same_plan(got, long_way(headers, body_length=body_length)), headers
+    for headers, body_length in cases:  # each kept in turn
+        for _ in range(3):
+            plan(defaults, headers, body_length=body_length)
+        assert hit(defaults, headers, body_length=body_length), headers
+
+
+# The answers of a random app, besides ones that never repeat: some repeat, some can never be kept.
+ANSWERS: list[tuple[Any, int, int | None]] = [
+    (A, 200, 5),
+    (A, 200, 5),
+    (A, 200, 5),
+    (B, 200, None),
+    (B, 404, 9),
+    ([(b"x-v", bytearray(b"v"))], 200, 5),
+    (tuple(A), 200, 5),
+    ([(b"content-length", b"5")], 200, None),
+]
+
+
+def test_random_answers_are_planned_as_without_the_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every plan equals the long way's, the memo holds only exact pairs of its own, patience stays a
+    power of two within its bounds, and the memo serves often."""
+    # The process-wide cache of checked pairs is bounded; random pairs would fill it for later tests.
+    monkeypatch.setattr(response, "_KINDS", {})
+    rng = random.Random(SEED)
+    deadline = time.monotonic() + SECONDS
+    defaults = block()
+    date: bytes | None = None
+    headers: Any
+    status: int
+    body_length: int | None
+    hits = done = 0
+    patiences: set[int] = set()
+    for done in range(1, 20001):
+        if rng.random() < 0.25:
+            headers, status, body_length = varied(), 200, 5
+        else:
+            headers, status, body_length = rng.choice(ANSWERS)
+            headers = list(headers) if isinstance(headers, list) else headers
+        facts = rng.choice(list(UNUSUAL.values())) if rng.random() < 0.15 else {}
+        if rng.random() < 0.002:
+            date = b"Mon, 01 Jan 2024 00:00:%02d GMT" % rng.randrange(60)
+            defaults.refresh(date)
+        reference = block()
+        reference.refresh(date)
+        expected = plan(reference, headers, status=status, body_length=body_length, **facts)
+        before = defaults.last
+        got = plan(defaults, headers, status=status, body_length=body_length, **facts)
+        assert same_plan(got, expected), done
+        if before is not None and got is before.plan:
+            hits += 1
+            assert not facts and before.misses == 0 and before.reused, done
+        assert PATIENCE_MIN <= defaults.patience <= PATIENCE_LIMIT
+        assert defaults.patience & (defaults.patience - 1) == 0
+        patiences.add(defaults.patience)
+        last = defaults.last
+        if last is not None:
+            assert last.headers is not headers
+            assert all(
+                type(pair) is tuple and type(pair[0]) is type(pair[1]) is bytes for pair in last.headers
+            )
+        if time.monotonic() > deadline:
+            break
+    assert done >= 1000, f"only {done} plans in {SECONDS} s"
+    assert hits >= done // 10, f"the memo served only {hits} of {done} plans"  # 3007 of 20000 here
+    assert len(patiences) >= 3, patiences  # it went up and came down
