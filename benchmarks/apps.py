@@ -64,6 +64,21 @@ async def plain(scope: Scope, receive: Receive, send: Send) -> None:
     await _send_whole(send, _PLAIN_START, PLAIN_BODY)
 
 
+async def varied(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer ``/item/N`` with N % 97 bytes: with ``compare_commits.py --varied`` no head and no
+    response repeats the one before it, the case the servers' "same as last time" memos cannot help."""
+    if scope["type"] != "http":
+        return
+    tail = scope["path"].rpartition("/")[2]
+    size = int(tail) % 97 if tail.isdigit() else 0
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % size)],
+    }
+    await _send_whole(send, start, b"x" * size)
+
+
 async def json_1k(scope: Scope, receive: Receive, send: Send) -> None:
     """Answer a ~1 KB JSON document: a typical small API response."""
     if scope["type"] != "http":

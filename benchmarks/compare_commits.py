@@ -8,7 +8,9 @@ apart, does not. Each commit is checked out into a temporary git worktree and se
 current interpreter (``--python``) with ``--loop uvloop --http httptools --no-access-log``, pinned
 to CPU 0; wrk runs on CPU 1. Server CPU per request (user + system, from psutil) is the steadier
 figure when wrk itself saturates first. The first commit is the baseline of every ratio. wrk sends
-plain GET requests (no body): for the upload scenario's POST, use run.py.
+plain GET requests (no body), the same one again and again; ``--varied`` sends each to a new path
+(``varied.lua``, with ``--scenario varied``: every response a new length too), the case where
+nothing a server remembers from the last request helps. For the upload scenario's POST, use run.py.
 
 The name ``uvicorn`` in the list stands for uvicorn serving the same app with the same flags (from the
 current tree): then each commit's ratio to uvicorn in the same alternating rounds is printed too, which
@@ -45,8 +47,10 @@ CURRENT = "current"  # in the commit list: the working copy, served in place
 OPTIONS = {"metrics", "supervise"}  # suffixes: current+metrics, HEAD~1+supervise+metrics, ...
 
 
-def run_wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
-    """``(requests per second, requests)`` of one wrk run against ``port``."""
+def run_wrk(port: int, seconds: int, connections: int, varied: bool = False) -> tuple[float, int]:
+    """``(requests per second, requests)`` of one wrk run against ``port``; ``varied``: every request
+    to a new path (``varied.lua``)."""
+    script = ["-s", str(Path(__file__).with_name("varied.lua"))] if varied else []
     out = subprocess.run(
         [
             "taskset",
@@ -56,6 +60,7 @@ def run_wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
             "-t1",
             f"-c{connections}",
             f"-d{seconds}s",
+            *script,
             f"http://127.0.0.1:{port}/",
         ],
         capture_output=True,
@@ -121,6 +126,11 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument(
+        "--varied",
+        action="store_true",
+        help="a new path per request (varied.lua; pair it with --scenario varied): nothing repeats",
+    )
     args = parser.parse_args()
     for commit in args.commits:
         split_entry(commit)  # a typo fails here, before any worktree exists
@@ -155,11 +165,13 @@ def main() -> int:
             time.sleep(3)
             rates: list[list[float]] = [[] for _ in trees]
             cpu: list[list[float]] = [[] for _ in trees]
-            served = [run_wrk(BASE_PORT + index, 1, args.connections)[1] for index in range(len(trees))]
+            served = [
+                run_wrk(BASE_PORT + index, 1, args.connections, args.varied)[1] for index in range(len(trees))
+            ]
             for _ in range(args.rounds):
                 for index, server in enumerate(servers):
                     before = cpu_seconds(server.pid)
-                    rate, total = run_wrk(BASE_PORT + index, args.duration, args.connections)
+                    rate, total = run_wrk(BASE_PORT + index, args.duration, args.connections, args.varied)
                     rates[index].append(rate)
                     micros = (cpu_seconds(server.pid) - before) / total * 1e6
                     cpu[index].append(micros)
@@ -180,7 +192,8 @@ def main() -> int:
                 subprocess.run(
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
                 )
-    runs = f"{args.rounds} x {args.duration} s, wrk -c{args.connections}"
+    script = " -s varied.lua" if args.varied else ""
+    runs = f"{args.rounds} x {args.duration} s, wrk -c{args.connections}{script}"
     print(f"{args.scenario}, {runs}; ratios against {args.commits[0]}")
     against = args.commits.index(UVICORN) if UVICORN in args.commits else None
     extra = " req/s / uvicorn |" if against is not None else ""

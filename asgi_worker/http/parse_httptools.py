@@ -17,10 +17,11 @@ starts at an offset we know, so its size is exact (``limits.py``).
   the fast path.
 - A head a connection repeats byte for byte (a client polling one URL, a health check, a proxy's
   pooled connection) is not parsed again: reading a head is a pure function of its bytes and the
-  limits, so once the same plain head has come twice in a row its reading is kept (``_Repeat``) and
-  reused, with a fresh header list, whenever those bytes come again. Only plain heads are kept:
-  bodiless, keep-alive, no upgrade, no ``Expect``, at most ``REPEAT_LIMIT`` bytes (what an idle
-  connection holds). A head that differs costs two comparisons and a reference (about 0.1 µs).
+  limits, so once two reads in a row have each been the same plain head and nothing else, its
+  reading is kept (``_Repeat``) and reused, with a fresh header list, whenever those bytes come
+  again (pipelined ones included). Only plain heads are kept: bodiless, keep-alive, no upgrade, no
+  ``Expect``, at most ``REPEAT_LIMIT`` bytes (what an idle connection holds). A head that differs
+  costs a hash and a comparison.
 - After a request with a body, or one that asks to upgrade, llhttp is left expecting bytes we will
   not give it: the next head gets a fresh llhttp parser (about 150 ns).
 - A WebSocket handshake when the server switches for it (``switch_websocket``): reading stops after
@@ -99,7 +100,7 @@ class HttptoolsParser(BodyReader):
         self._line_length = 0  # bytes of the request line before its LF, as received
         self._scanner: HeadScanner | None = None  # a head arriving in pieces
         self._repeat: _Repeat | None = None  # a plain head sent twice in a row, for a client that repeats it
-        self._seen = b""  # the last plain head llhttp read
+        self._seen = 0  # the hash of the last read that was exactly one head llhttp read
         # True while part of a request head has arrived but not all of it; an attribute, not a
         # property, because the connection reads it after every response.
         self.in_head = False
@@ -189,19 +190,21 @@ class HttptoolsParser(BodyReader):
         head = self._head
         if head is None:  # llhttp read no head in it ("PRI * HTTP/2.0", its HTTP/2 preface, say)
             raise classify(data[start:end], self._limits, "no request head")
-        if (
-            end - start <= REPEAT_LIMIT
-            and head.keep_alive
-            and head.upgrade is None
-            and not (head.body_length or head.expect_continue)
-        ):
-            # Its own bytes, never a buffer the caller could reuse: a whole ``bytes`` read is kept as is.
-            whole = type(data) is bytes and not start and end == len(data)
-            raw = data if whole else bytes(data[start:end])
-            if raw == self._seen:  # twice in a row: worth remembering (a miss only keeps a reference)
-                self._repeat = _Repeat(raw, head)
-            else:
-                self._seen = raw
+        # A read that is exactly one head (nearly every one) leaves its hash; the same hash in the
+        # next such read makes the memo of that read, if its head is plain (the memo is always of the
+        # bytes at hand: the hash only says when to make one), and no connection keeps its last
+        # read alive for it. A differing head costs the hash (cached on the bytes) and a compare.
+        if not start and end == len(data) and type(data) is bytes:  # never a buffer the caller reuses
+            seen = hash(data)
+            if seen != self._seen:
+                self._seen = seen
+            elif (
+                end <= REPEAT_LIMIT
+                and head.keep_alive
+                and head.upgrade is None
+                and not (head.body_length or head.expect_continue)
+            ):
+                self._repeat = _Repeat(data, head)
         if head.body_length:
             self._stale = True
         elif not (head.websocket and self._switch_websocket):

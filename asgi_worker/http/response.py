@@ -136,8 +136,8 @@ def plan_response(
 
     An app answers most requests the same way: the plan for the same status, header list and body
     length under the same ``defaults`` is the last one again (``LastHead``), unless the request was
-    out of the ordinary (HEAD, HTTP/1.0, no keep-alive, draining, its body unread). A miss costs a
-    list comparison; the plan kept is replaced after ``defaults.patience`` misses in a row.
+    out of the ordinary (HEAD, HTTP/1.0, no keep-alive, draining, its body unread). While the app's
+    answers vary, the memo rests (``PATIENCE_LIMIT``): a miss then costs a count.
     """
     last = defaults.last
     if (  # the likeliest difference first: a miss should cost little
@@ -209,11 +209,14 @@ def plan_response(
     plan = ResponsePlan(b"".join(parts), NO_BODY if head_only else framing, content_length, keep_alive)
     if last is not None:
         last.misses += 1
-        if last.misses < defaults.patience:
-            return plan
-    if type(headers) is list and not (head_only or http10 or draining) and request_keeps and body_complete:
-        if last is not None and not last.reused:  # replaced unused: the app's answers vary, copy less often
-            defaults.patience = min(2 * defaults.patience, PATIENCE_LIMIT)
+        if last.misses >= PATIENCE_MIN:  # the app answers otherwise now: drop it
+            defaults.last = None
+            if not last.reused:  # nor did it ever repeat this one: rest, longer each time
+                defaults.resting = defaults.patience
+                defaults.patience = min(2 * defaults.patience, PATIENCE_LIMIT)
+    elif defaults.resting:  # no memo and no comparing for a while: all a miss costs is this count
+        defaults.resting -= 1
+    elif type(headers) is list and not (head_only or http10 or draining) and request_keeps and body_complete:
         defaults.last = LastHead.of(status, headers, body_length, plan)
     return plan
 
@@ -274,9 +277,10 @@ def encode_error_response(status: int, defaults: DefaultHeaderBlock, message: st
     )
 
 
-# Misses in a row after which ``LastHead`` is replaced: doubled, up to the limit, each time one is
-# replaced without having been reused, halved when one is (an app whose every response differs
-# pays for a copy once in 256 responses).
+# A ``LastHead`` is dropped after PATIENCE_MIN misses in a row. If it was never reused, the next one
+# is made only after ``patience`` more responses, and patience doubles up to PATIENCE_LIMIT; the
+# first reuse of one halves it. So an app whose every response differs makes one memo (and two
+# comparisons) in about 259 responses, and one that repeats itself gets a memo back within a few.
 PATIENCE_MIN = 2
 PATIENCE_LIMIT = 256
 
@@ -297,7 +301,7 @@ class LastHead:
         self.headers = headers
         self.body_length = body_length
         self.plan = plan
-        self.misses = 0  # responses planned afresh since it was made or last reused
+        self.misses = 0  # responses planned afresh in a row
         self.reused = False
 
     @classmethod
@@ -333,6 +337,7 @@ class DefaultHeaderBlock:
         "block",
         "last",
         "patience",
+        "resting",
     )
 
     def __init__(self, server: bytes | None, extra: list[tuple[bytes, bytes]]) -> None:
@@ -344,7 +349,8 @@ class DefaultHeaderBlock:
         self._date_value: bytes | None = None
         self.block = self._server + self._extra
         self.last: LastHead | None = None  # the last plan made with this block (plan_response)
-        self.patience = PATIENCE_MIN  # misses in a row before ``last`` is replaced
+        self.patience = PATIENCE_MIN  # responses to rest after a memo that was never reused
+        self.resting = 0  # responses left before the next memo is made
 
     def refresh(self, date: bytes | None) -> None:
         """Set the current date (an IMF-fixdate), or None to send no date header."""
