@@ -21,7 +21,7 @@ starts at an offset we know, so its size is exact (``limits.py``).
   reading is kept (``_Repeat``) and reused, with a fresh header list, whenever those bytes come
   again (pipelined ones included). Only plain heads are kept: bodiless, keep-alive, no upgrade, no
   ``Expect``, at most ``REPEAT_LIMIT`` bytes (what an idle connection holds). A head that differs
-  costs a hash and a comparison.
+  costs a comparison.
 - After a request with a body, or one that asks to upgrade, llhttp is left expecting bytes we will
   not give it: the next head gets a fresh llhttp parser (about 150 ns).
 - A WebSocket handshake when the server switches for it (``switch_websocket``): reading stops after
@@ -100,7 +100,7 @@ class HttptoolsParser(BodyReader):
         self._line_length = 0  # bytes of the request line before its LF, as received
         self._scanner: HeadScanner | None = None  # a head arriving in pieces
         self._repeat: _Repeat | None = None  # a plain head sent twice in a row, for a client that repeats it
-        self._seen = 0  # the hash of the last read that was exactly one head llhttp read
+        self._seen = b""  # the last read that was exactly one head (of at most REPEAT_LIMIT bytes)
         # True while part of a request head has arrived but not all of it; an attribute, not a
         # property, because the connection reads it after every response.
         self.in_head = False
@@ -190,20 +190,14 @@ class HttptoolsParser(BodyReader):
         head = self._head
         if head is None:  # llhttp read no head in it ("PRI * HTTP/2.0", its HTTP/2 preface, say)
             raise classify(data[start:end], self._limits, "no request head")
-        # A read that is exactly one head (nearly every one) leaves its hash; the same hash in the
-        # next such read makes the memo of that read, if its head is plain (the memo is always of the
-        # bytes at hand: the hash only says when to make one), and no connection keeps its last
-        # read alive for it. A differing head costs the hash (cached on the bytes) and a compare.
-        if not start and end == len(data) and type(data) is bytes:  # never a buffer the caller reuses
-            seen = hash(data)
-            if seen != self._seen:
-                self._seen = seen
-            elif (
-                end <= REPEAT_LIMIT
-                and head.keep_alive
-                and head.upgrade is None
-                and not (head.body_length or head.expect_continue)
-            ):
+        # A read that is exactly one plain-sized head (nearly every read) is kept by reference; the
+        # same bytes in the next such read make the memo, if the head is plain. A differing head
+        # costs one comparison (of lengths, or of bytes up to the first difference), and a
+        # connection keeps at most REPEAT_LIMIT bytes alive for it.
+        if not start and end == len(data) and end <= REPEAT_LIMIT and type(data) is bytes:
+            if data != self._seen:
+                self._seen = data
+            elif head.keep_alive and head.upgrade is None and not (head.body_length or head.expect_continue):
                 self._repeat = _Repeat(data, head)
         if head.body_length:
             self._stale = True

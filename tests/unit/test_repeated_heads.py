@@ -1,9 +1,10 @@
 """The two "same as last time" shortcuts of the HTTP/1.1 hot path, pure: no sockets.
 
-``HttptoolsParser`` remembers the hash of the last read that was exactly one head (a ``bytes`` read,
-nothing before or after it); when the next such read has the same hash and its head is plain, its
-reading is kept (``parse_httptools._Repeat``) and serves every later head with those bytes, pipelined
-ones too. Heads that share a read with other bytes are served from the memo but never make one.
+``HttptoolsParser`` remembers the last read that was exactly one head (a ``bytes`` read of at
+most ``REPEAT_LIMIT`` bytes, nothing before or after it); when the next such read is equal and its
+head is plain, its reading is kept (``parse_httptools._Repeat``) and serves every later head with
+those bytes, pipelined ones too. Heads that share a read with other bytes are served from the memo
+but never make one.
 ``plan_response`` reuses its last plan when an ordinary request gets the same status, header list and
 body length (``response.LastHead``); it drops the memo after ``PATIENCE_MIN`` misses in a row, and
 after one that was never reused it rests (makes no memo) for ``patience`` responses, a patience that
@@ -128,6 +129,18 @@ def whole_read(parser: HttptoolsParser, data: bytes) -> list[Any]:
     return reading(parser.feed(data))
 
 
+NOTHING_SEEN = b""
+
+
+def fingerprint(data: bytes) -> bytes:
+    """What the parser keeps of a read that was exactly one head (of at most REPEAT_LIMIT bytes): the read."""
+    return data
+
+
+def seen(parser: HttptoolsParser) -> bytes:
+    return parser._seen
+
+
 def memo_of(*reads: bytes) -> HttptoolsParser:
     """A parser fed these reads, one feed each (``PLAIN, PLAIN``: a parser whose memo is PLAIN)."""
     parser = HttptoolsParser(LIMITS)
@@ -137,13 +150,13 @@ def memo_of(*reads: bytes) -> HttptoolsParser:
 
 
 def test_a_bytearray_read_never_takes_part(llhttp_reads: list[bytes]) -> None:
-    """A caller's reusable buffer is neither hashed nor kept (its bytes could change under the memo),
+    """A caller's reusable buffer is never remembered nor kept (its bytes could change under the memo),
     yet a memo made from ``bytes`` serves it; changed after a feed, it is another head."""
     buffer = bytearray(get(b"/a"))
     parser = HttptoolsParser(LIMITS)
     for _ in range(3):
         assert heads(parser.feed(buffer))[0].target == b"/a"  # type: ignore[arg-type]
-        assert kept(parser) is None and parser._seen == 0
+        assert kept(parser) is None and seen(parser) == NOTHING_SEEN
     assert len(llhttp_reads) == 3
     for _ in range(2):
         parser.feed(get(b"/a"))
@@ -155,7 +168,7 @@ def test_a_bytearray_read_never_takes_part(llhttp_reads: list[bytes]) -> None:
     assert heads(parser.feed(buffer))[0].target == b"/b"  # type: ignore[arg-type]
     assert heads(parser.feed(buffer))[0].target == b"/b"  # type: ignore[arg-type]
     assert llhttp_reads[5:] == [b"/b", b"/b"]
-    assert kept(parser) == get(b"/a") and parser._seen == hash(get(b"/a"))
+    assert kept(parser) == get(b"/a") and seen(parser) == fingerprint(get(b"/a"))
     # The memo is the bytes read, not a copy, so nothing a caller holds can change it.
     data = get(b"/c")
     parser.feed(data)
@@ -177,7 +190,7 @@ def test_a_repeated_head_reads_as_a_fresh_parser_reads_it(name: str, llhttp_read
         assert reading(feeds[-1]) == expected, count
         assert len(llhttp_reads) == min(count, 2), count
         assert kept(parser) == (data if count >= 2 else None), count
-        assert parser._seen == hash(data)
+        assert seen(parser) == fingerprint(data)
     lists = [heads(items)[0].headers for items in feeds]
     assert len({id(headers) for headers in lists}) == 5
     # The app changing its list (the one the memo was made from, or one served from it) leaves the
@@ -191,7 +204,7 @@ def test_a_repeated_head_reads_as_a_fresh_parser_reads_it(name: str, llhttp_read
 
 
 def test_pipelined_repeats_never_make_a_memo(llhttp_reads: list[bytes]) -> None:
-    """Heads sharing a read with other bytes are not hashed: all in one read, llhttp reads each."""
+    """Heads sharing a read with other bytes are not remembered: all in one read, llhttp reads each."""
     for count in range(1, 8):
         expected = fresh(PLAIN)
         del llhttp_reads[:]
@@ -199,7 +212,7 @@ def test_pipelined_repeats_never_make_a_memo(llhttp_reads: list[bytes]) -> None:
         assert reading(parser.feed(PLAIN * count)) == expected * count
         assert len(llhttp_reads) == count
         assert kept(parser) is None
-        assert parser._seen == (hash(PLAIN) if count == 1 else 0)
+        assert seen(parser) == (fingerprint(PLAIN) if count == 1 else NOTHING_SEEN)
 
 
 # One request as a client sends it when it waits for each answer: its reads. "H" is P with its body
@@ -227,8 +240,8 @@ POLICY: dict[str, tuple[str, str | None, str | None]] = {
     "AABBB": ("AABB", "B", "B"),  # B twice in a row replaces it
     "AABBA": ("AABBA", "B", "B"),
     "AABBAA": ("AABBAA", "A", "A"),
-    # A head served from the memo leaves the hash alone: B, (A), B is B twice in a row. In pieces the A
-    # is read, and parts them.
+    # A head served from the memo leaves the remembered read alone: B, (A), B is B twice in a row.
+    # In pieces the A is read, and parts them.
     "AABAB": ("AABB", "B", "A"),
     "AABABA": ("AABBA", "B", "A"),
     "APA": ("APA", "A", None),  # P's read holds its body: not a read of one head. In pieces it is.
@@ -270,35 +283,35 @@ def test_what_llhttp_reads_and_what_is_kept(stream: str, shape: str, llhttp_read
     assert kept(parser) == (None if memo is None else LETTERS[memo][0])
 
 
-def test_a_whole_head_not_kept_still_leaves_its_hash(llhttp_reads: list[bytes]) -> None:
+def test_a_whole_head_not_kept_still_leaves_its_sign(llhttp_reads: list[bytes]) -> None:
     """A head the memo must not keep, alone in its read, parts two plain heads; with its body it does not."""
     expect = LETTERS["E"][0]
     parser = memo_of(PLAIN, expect)
-    assert kept(parser) is None and parser._seen == hash(expect)
+    assert kept(parser) is None and seen(parser) == fingerprint(expect)
     parser.feed(expect)
-    assert kept(parser) is None and parser._seen == hash(expect)  # twice in a row, but not plain
+    assert kept(parser) is None and seen(parser) == fingerprint(expect)  # twice in a row, but not plain
     parser.feed(PLAIN)
-    assert kept(parser) is None and parser._seen == hash(PLAIN)
+    assert kept(parser) is None and seen(parser) == fingerprint(PLAIN)
     parser.feed(POST_HEAD + b"hi")
-    assert parser._seen == hash(PLAIN)
+    assert seen(parser) == fingerprint(PLAIN)
     parser.feed(PLAIN)
     assert kept(parser) == PLAIN
     assert len(llhttp_reads) == 6
 
 
-def test_an_equal_hash_makes_a_memo_of_the_bytes_at_hand(llhttp_reads: list[bytes]) -> None:
-    """The hash only says when to make a memo: two heads whose hashes collided make a memo of the
-    second one's bytes and reading, which then serves that head and no other."""
-    other = get(b"/other")
-    expected, expected_other = fresh(PLAIN), fresh(other)
-    parser = memo_of(PLAIN)
-    parser._seen = hash(other)  # as if PLAIN and ``other`` had the same hash
-    assert reading(parser.feed(other)) == expected_other
-    assert kept(parser) == other
+def test_a_head_like_the_last_but_not_equal_makes_no_memo(llhttp_reads: list[bytes]) -> None:
+    """Only equal bytes make a memo: heads alike in size and target but not in a header (a request
+    id, a trace header) are each read afresh and never replace the memo."""
+    others = [PLAIN.replace(b"Host: x", b"Host: " + host) for host in (b"y", b"z", b"w")]
+    assert all(len(other) == len(PLAIN) and other != PLAIN for other in others)
+    expected, expected_others = fresh(PLAIN), [fresh(other) for other in others]
+    parser = memo_of(PLAIN, PLAIN)
     del llhttp_reads[:]
-    assert reading(parser.feed(PLAIN)) == expected
-    assert reading(parser.feed(other)) == expected_other
-    assert llhttp_reads == [b"/a"]
+    for other, expected_other in zip(others, expected_others, strict=True):
+        assert reading(parser.feed(other)) == expected_other
+        assert kept(parser) == PLAIN
+        assert reading(parser.feed(PLAIN)) == expected
+    assert llhttp_reads == [b"/a"] * 3
 
 
 def test_pipelined_repeats_are_served_from_an_existing_memo(llhttp_reads: list[bytes]) -> None:
@@ -332,7 +345,7 @@ def test_heads_that_arrived_in_pieces_count_as_whole_reads(llhttp_reads: list[by
     parser = HttptoolsParser(LIMITS)
     assert parser.feed(PLAIN[:10]) == []
     assert reading(parser.feed(PLAIN[10:])) == expected
-    assert kept(parser) is None and parser._seen == hash(PLAIN)
+    assert kept(parser) is None and seen(parser) == fingerprint(PLAIN)
     assert parser.feed(PLAIN[:20]) == []
     assert reading(parser.feed(PLAIN[20:] + PLAIN)) == expected * 2
     assert len(llhttp_reads) == 2  # the second in pieces made the memo, the whole one after it is served
@@ -370,16 +383,16 @@ def test_a_head_one_byte_off_is_read_afresh(name: str, llhttp_reads: list[bytes]
     if not expected[0][5]:  # the variant closes the connection: nothing is read after it
         assert parser.feed(PLAIN) == []
         return
-    assert parser._repeat is repeat and parser._seen == hash(variant)  # a head in between leaves it
+    assert parser._repeat is repeat and seen(parser) == fingerprint(variant)  # a head in between leaves it
     stream = PLAIN + variant + PLAIN + variant
     expected = fresh(stream)
     del llhttp_reads[:]
     assert reading(parser.feed(stream)) == expected
     # PLAIN from memory, the variant read by llhttp: twice, but in a read with more bytes, so neither
-    # hashed nor kept.
+    # remembered nor kept.
     assert len(llhttp_reads) == 2
-    assert parser._repeat is repeat and parser._seen == hash(variant)
-    # Alone again, it is the same hash as the last whole read: kept now, and served.
+    assert parser._repeat is repeat and seen(parser) == fingerprint(variant)
+    # Alone again, it equals the last whole read: kept now, and served.
     expected = fresh(variant)
     del llhttp_reads[:]
     assert reading(parser.feed(variant)) == expected
@@ -410,14 +423,14 @@ NOT_KEPT: dict[str, tuple[bytes, bool]] = {
 @pytest.mark.parametrize("name", list(NOT_KEPT))
 def test_heads_the_memo_must_not_keep(name: str, llhttp_reads: list[bytes]) -> None:
     data, closes = NOT_KEPT[name]
-    # A read that is only its head leaves its hash (and so parts two plain heads); one with a body
-    # after the head does not.
-    only_a_head = data.index(b"\r\n\r\n") + 4 == len(data)
-    seen = hash(data) if only_a_head else 0
+    # A read that is only its head, of at most REPEAT_LIMIT bytes, is remembered (and so parts two
+    # plain heads); one with a body after the head, or a longer one, is not.
+    remembered = data.index(b"\r\n\r\n") + 4 == len(data) and len(data) <= REPEAT_LIMIT
+    sign = fingerprint(data) if remembered else NOTHING_SEEN
     expected = fresh(data)
     parser = HttptoolsParser(LIMITS)
     assert reading(parser.feed(data)) == expected
-    assert kept(parser) is None and parser._seen == seen
+    assert kept(parser) is None and seen(parser) == sign
     if closes:
         assert parser.feed(data) == [] and parser.feed(PLAIN) == []
         return
@@ -426,9 +439,9 @@ def test_heads_the_memo_must_not_keep(name: str, llhttp_reads: list[bytes]) -> N
         assert reading(parser.feed(data)) == expected
     assert reading(parser.feed(data * 3)) == expected * 3
     assert len(llhttp_reads) == 6
-    assert kept(parser) is None and parser._seen == seen
+    assert kept(parser) is None and seen(parser) == sign
     plain = get(b"/k")
-    memo_of_plain = plain if not only_a_head else None
+    memo_of_plain = plain if not remembered else None
     parser = memo_of(plain, data, plain)
     assert kept(parser) == memo_of_plain
     # Behind a memo, it comes between two plain heads in one read, and the memo serves the plain head
@@ -440,7 +453,7 @@ def test_heads_the_memo_must_not_keep(name: str, llhttp_reads: list[bytes]) -> N
     del llhttp_reads[:]
     assert reading(parser.feed(stream)) == expected
     assert llhttp_reads == [b"/a", b"/a", b"/other"]
-    assert kept(parser) == plain and parser._seen == hash(plain)
+    assert kept(parser) == plain and seen(parser) == fingerprint(plain)
 
 
 def test_the_limit_is_inclusive(llhttp_reads: list[bytes]) -> None:
@@ -482,9 +495,9 @@ def test_a_bad_head_of_the_memo_s_length_gets_its_error(name: str) -> None:
     parser = memo_of(PLAIN, PLAIN)
     assert reading(parser.feed(PLAIN + bad + PLAIN)) == fresh(PLAIN + bad)
     assert parser.feed(PLAIN) == []
-    # Twice alone: a refused head is never hashed, let alone kept.
+    # Twice alone: a refused head is never remembered, let alone kept.
     parser = memo_of(bad)
-    assert parser._seen == 0 and parser.feed(bad) == []
+    assert seen(parser) == NOTHING_SEEN and parser.feed(bad) == []
 
 
 def test_after_a_refused_body_the_memo_is_never_served() -> None:
