@@ -219,3 +219,24 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     files["key"].write_bytes(issued.private_key_pem.bytes())
     files["ca"].write_bytes(ca.cert_pem.bytes())
     return {name: str(path) for name, path in files.items()}
+
+
+@pytest.fixture
+def llhttp_reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The target of every head llhttp reads (``build_head`` runs once per head llhttp reads, never for
+    a head the httptools adapter serves from its memo, ``parse_httptools._Repeat``)."""
+    from asgi_worker.http import parse_httptools
+    from asgi_worker.http.events import RequestHead
+    from asgi_worker.http.headers import build_head
+    from asgi_worker.http.limits import RequestLimits
+
+    targets: list[bytes] = []
+
+    def spy(
+        method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]], limits: RequestLimits
+    ) -> RequestHead:
+        targets.append(target)
+        return build_head(method, target, version, headers, limits)
+
+    monkeypatch.setattr(parse_httptools, "build_head", spy)
+    return targets

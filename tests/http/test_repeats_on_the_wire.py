@@ -20,10 +20,6 @@ from typing import Any
 
 import pytest
 
-from asgi_worker.http import parse_httptools
-from asgi_worker.http.events import RequestHead
-from asgi_worker.http.headers import build_head
-from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.response import DefaultHeaderBlock, ResponsePlan
 from tests.conftest import RunningServer, read_response, run_server
 from tests.http.test_keepalive_pipelining import Responses
@@ -147,20 +143,12 @@ def defaults_of(srv: RunningServer) -> DefaultHeaderBlock:
 
 
 def test_the_shortcuts_are_taken_on_the_wire(
-    serve: Serve, backend: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    serve: Serve, backend: tuple[str, str], llhttp_reads: list[bytes]
 ) -> None:
     """The same request five times, a write each: llhttp reads two, and none of those pipelined after
     them; on a connection whose first write holds two, llhttp reads those and the next two alone. The
     response head is planned once."""
-    reads: list[bytes] = []
-
-    def spy(
-        method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]], limits: RequestLimits
-    ) -> RequestHead:
-        reads.append(target)
-        return build_head(method, target, version, headers, limits)
-
-    monkeypatch.setattr(parse_httptools, "build_head", spy)
+    reads = llhttp_reads
     headers: Pairs = [(b"content-type", b"text/plain")]
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -380,16 +368,8 @@ BATCHES: list[tuple[bytes, str]] = [
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_h11_and_httptools_answer_the_same_bytes_alike(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    reads: list[bytes] = []
-
-    def spy(
-        method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]], limits: RequestLimits
-    ) -> RequestHead:
-        reads.append(target)
-        return build_head(method, target, version, headers, limits)
-
-    monkeypatch.setattr(parse_httptools, "build_head", spy)
+def test_h11_and_httptools_answer_the_same_bytes_alike(loop: str, llhttp_reads: list[bytes]) -> None:
+    reads = llhttp_reads
     answers = {}
     for http in ("h11", "httptools"):
         with run_server(echo_app, loop=loop, http=http, **EXACT) as srv, srv.connect() as sock:

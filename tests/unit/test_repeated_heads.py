@@ -27,7 +27,6 @@ import pytest
 from asgi_worker.errors import AppProtocolError, RequestError
 from asgi_worker.http import parse_httptools, response
 from asgi_worker.http.events import BodyChunk, Event, RequestEnd, RequestHead
-from asgi_worker.http.headers import build_head
 from asgi_worker.http.limits import RequestLimits
 from asgi_worker.http.parse_h11 import H11Parser
 from asgi_worker.http.parse_httptools import REPEAT_LIMIT, HttptoolsParser
@@ -87,22 +86,6 @@ def kept(parser: HttptoolsParser) -> bytes | None:
     """The bytes of the head the parser serves from memory, if any (a call: each look is a new one)."""
     repeat = parser._repeat
     return None if repeat is None else repeat.raw
-
-
-@pytest.fixture
-def llhttp_reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The target of every head llhttp read (``build_head`` runs once per head it reads, never for a
-    head served from the memo)."""
-    targets: list[bytes] = []
-
-    def spy(
-        method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]], limits: RequestLimits
-    ) -> RequestHead:
-        targets.append(target)
-        return build_head(method, target, version, headers, limits)
-
-    monkeypatch.setattr(parse_httptools, "build_head", spy)
-    return targets
 
 
 def get(path: bytes = b"/a", extra: bytes = b"", version: bytes = b"1.1") -> bytes:
