@@ -199,6 +199,7 @@ class HttptoolsParser(BodyReader):
                 self._seen = data
             elif head.keep_alive and head.upgrade is None and not (head.body_length or head.expect_continue):
                 self._repeat = _Repeat(data, head)
+                self._seen = data  # one object for both: an idle connection holds its head once
         if head.body_length:
             self._stale = True
         elif not (head.websocket and self._switch_websocket):

@@ -1185,3 +1185,10 @@ def test_random_answers_are_planned_as_without_the_memo(monkeypatch: pytest.Monk
     assert hits >= done // 16, f"the memo served only {hits} of {done} plans"  # 2363 of 20000 here
     assert rested, "the block never rested"
     assert len(patiences) >= 3, patiences  # it went up and came down
+
+
+def test_an_idle_connection_holds_its_repeated_head_once() -> None:
+    """Once the memo is made, the last read remembered and the memo's bytes are one object."""
+    parser = memo_of(get(b"/a"), get(b"/a"))
+    repeat = parser._repeat
+    assert repeat is not None and parser._seen is repeat.raw
