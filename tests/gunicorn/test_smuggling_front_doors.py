@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import read_response
 from tests.gunicorn.harness import gunicorn
+from tests.http.test_keepalive_pipelining import Responses
 from tests.http.test_smuggling import CASES_BY_NAME, FIRST, HIDDEN, REPRESENTATIVE, Case, check_answer
 from tests.processes import ServerProcess
 from tests.supervisor.harness import supervise
@@ -89,7 +90,27 @@ def test_smuggling_is_refused_at_every_front_door(front_door, name, before):
         sock.sendall(FIRST * before + sent_bytes(case) + HIDDEN)
         answer = read_response(sock)
     check_answer(case, answer, before)
+    check_log(front_door, case)
 
+
+@pytest.mark.parametrize("name", REPRESENTATIVE)
+def test_smuggling_is_refused_after_a_repeated_head(front_door, name):
+    """The same GET three times, a write each: behind httptools that head is then read from memory
+    (``parse_httptools._Repeat``). The case sent after it is answered exactly as without."""
+    case = CASES_BY_NAME[name]
+    with socket.create_connection(("127.0.0.1", front_door.server.port), timeout=TIMEOUT) as sock:
+        responses = Responses(sock)
+        for _ in range(3):
+            sock.sendall(FIRST)
+            assert responses.next().startswith(b"HTTP/1.1 200 ")
+        sock.sendall(sent_bytes(case) + HIDDEN)
+        answer = bytes(responses.buf) + read_response(sock)
+    check_answer(case, answer, 0)
+    check_log(front_door, case)
+
+
+def check_log(front_door: FrontDoor, case: Case) -> None:
+    """One refusal line per refused case so far, and nothing at warning level or above."""
     if case.refused:
         front_door.refusals += 1
     expected = front_door.refusals
